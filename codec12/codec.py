@@ -1,0 +1,346 @@
+"""The codec: encoder (SEANet + transformer + ×2 downsample) -> split quantizer -> mirrored decoder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from codec12.config import CodecConfig, bitrate
+from codec12.decoder import SEANetDecoder
+from codec12.encoder import SEANetEncoder
+from codec12.nn.conv import StreamingConv1d, StreamingConvTranspose1d, fold_norm
+from codec12.nn.streaming import streaming
+from codec12.nn.transformer import StreamingTransformer
+from codec12.quantizers import SplitQuantizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+ASSETS_DIR = Path(__file__).parent / "assets"
+
+
+@dataclass
+class CodecOutput:
+    """Result of :meth:`Codec.forward` (training).
+
+    audio: [B, C, T' * frame_size] reconstruction.
+    codes: int64 [B, K', T'] codes used (K' < K when acoustic levels were dropped).
+    latents: [B, D, T'] pre-quantization latents.
+    quantized: [B, D, T'] what the decoder received.
+    semantic: [B, D_s, T'] semantic-branch output, for distillation losses.
+    losses: quantizer losses by name (``commitment``), unweighted scalars.
+    """
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+    latents: torch.Tensor
+    quantized: torch.Tensor
+    semantic: torch.Tensor
+    losses: dict[str, torch.Tensor]
+
+
+def _transformer(config: CodecConfig) -> StreamingTransformer:
+    t = config.transformer
+    return StreamingTransformer(t.d_model, t.num_heads, t.num_layers, t.dim_feedforward, t.context, t.max_period,
+                                t.layer_scale, t.norm_eps)
+
+
+class Codec(nn.Module):
+    """A 12.5 Hz neural speech codec. Build it with :meth:`from_config` or :meth:`from_pretrained`."""
+
+    def __init__(self, config: CodecConfig, *, encoder: nn.Module, encoder_transformer: nn.Module,
+                 downsample: nn.Module, quantizer: SplitQuantizer, upsample: nn.Module,
+                 decoder_transformer: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.config = config
+        self.encoder = encoder
+        self.encoder_transformer = encoder_transformer
+        self.downsample = downsample
+        self.quantizer = quantizer
+        self.upsample = upsample
+        self.decoder_transformer = decoder_transformer
+        self.decoder = decoder
+        self._stream_batch: int | None = None
+
+    @classmethod
+    def from_config(cls, config: CodecConfig) -> "Codec":
+        if not isinstance(config, CodecConfig):
+            raise ValueError(f"expected a CodecConfig, got {type(config).__name__}")
+        dim, stride = config.seanet.dimension, config.downsample_stride
+        return cls(
+            config,
+            encoder=SEANetEncoder(config.seanet),
+            encoder_transformer=_transformer(config),
+            downsample=StreamingConv1d(dim, config.latent_dim, 2 * stride, stride=stride, bias=False,
+                                       pad_mode="replicate"),
+            quantizer=SplitQuantizer(config.quantizer, config.latent_dim),
+            upsample=StreamingConvTranspose1d(config.latent_dim, dim, 2 * stride, stride=stride, bias=False,
+                                              groups=dim if config.depthwise_upsample else 1),
+            decoder_transformer=_transformer(config),
+            decoder=SEANetDecoder(config.seanet),
+        )
+
+    # ---- properties (derived from the config)
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.config.channels
+
+    @property
+    def frame_rate(self) -> float:
+        return self.config.frame_rate
+
+    @property
+    def frame_size(self) -> int:
+        return self.config.frame_size
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return self.config.codebook_sizes
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with all codebooks; see :meth:`bitrate_at` for fewer."""
+        return self.config.bitrate
+
+    def bitrate_at(self, num_codebooks: int) -> float:
+        self._check_num_codebooks(num_codebooks)
+        return bitrate(self.codebook_sizes[:num_codebooks], self.frame_rate)
+
+    # ---- input validation
+    def _check_num_codebooks(self, k: int) -> None:
+        if not isinstance(k, int) or not 1 <= k <= self.num_codebooks:
+            raise ValueError(f"num_codebooks must be an int in [1, {self.num_codebooks}], got {k!r}")
+
+    def _check_audio(self, wav: torch.Tensor, sample_rate: int | None) -> torch.Tensor:
+        if not isinstance(wav, torch.Tensor):
+            raise ValueError(f"audio must be a torch.Tensor [B, C, T], got {type(wav).__name__}")
+        if sample_rate is not None and sample_rate != self.sample_rate:
+            raise ValueError(f"audio is at {sample_rate} Hz but the model expects {self.sample_rate} Hz: resample "
+                             f"first (codec12.load_audio(path, codec.sample_rate) does)")
+        if wav.dim() != 3:
+            raise ValueError(f"audio must have shape [B, C, T], got rank {wav.dim()} {tuple(wav.shape)}"
+                             + (" (add a batch dimension: wav[None])" if wav.dim() == 2 else ""))
+        if wav.shape[1] != self.channels:
+            raise ValueError(f"audio has {wav.shape[1]} channels but the model expects {self.channels}")
+        if wav.shape[0] == 0 or wav.shape[-1] == 0:
+            raise ValueError(f"empty audio: shape {tuple(wav.shape)}")
+        if not wav.is_floating_point():
+            raise ValueError(f"audio must be floating point, got {wav.dtype}")
+        if not torch.isfinite(wav).all():
+            raise ValueError("audio contains NaN or Inf samples")
+        self._check_stream(wav.shape[0], wav.shape[-1], self.frame_size, "audio samples")
+        return wav.to(self._dtype())
+
+    def _check_stream(self, batch: int, length: int, multiple: int, unit: str) -> None:
+        if self._stream_batch is None:
+            return
+        if batch != self._stream_batch:
+            raise ValueError(f"streaming was opened with batch_size={self._stream_batch}, got a batch of {batch}")
+        if length % multiple:
+            raise ValueError(f"while streaming, chunks must be whole frames: got {length} {unit}, not a multiple "
+                             f"of {multiple} (frame_size={self.frame_size}); buffer until a whole frame is ready")
+
+    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        if not isinstance(codes, torch.Tensor):
+            raise ValueError(f"codes must be a torch.Tensor [B, K, T'], got {type(codes).__name__}")
+        if codes.dim() != 3:
+            raise ValueError(f"codes must have shape [B, K, T'], got {tuple(codes.shape)}")
+        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        b, k, t = codes.shape
+        if not 1 <= k <= self.num_codebooks:
+            raise ValueError(f"codes have {k} codebooks; this model takes 1 to {self.num_codebooks}")
+        if b == 0 or t == 0:
+            raise ValueError(f"empty codes: shape {tuple(codes.shape)}")
+        sizes = torch.tensor(self.codebook_sizes[:k], device=codes.device)[None, :, None]
+        bad = (codes < 0) | (codes >= sizes)
+        if bad.any():
+            row = int(bad.any(dim=2).any(dim=0).nonzero()[0])
+            raise ValueError(f"codes out of range in row {row}: values must be in [0, {self.codebook_sizes[row]})")
+        self._check_stream(b, t, 1, "frames")
+        return codes.long()
+
+    def _check_latents(self, z: torch.Tensor) -> torch.Tensor:
+        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[1] != self.latent_dim:
+            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
+            raise ValueError(f"latents must have shape [B, {self.latent_dim}, T'], got {shape}")
+        if z.shape[0] == 0 or z.shape[-1] == 0:
+            raise ValueError(f"empty latents: shape {tuple(z.shape)}")
+        if not torch.isfinite(z).all():
+            raise ValueError("latents contain NaN or Inf")
+        self._check_stream(z.shape[0], z.shape[-1], 1, "frames")
+        return z.to(self._dtype())
+
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ---- building blocks (no validation)
+    def _latents(self, wav: torch.Tensor) -> torch.Tensor:
+        return self.downsample(self.encoder_transformer(self.encoder(wav)))
+
+    def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.decoder_transformer(self.upsample(quantized)))
+
+    # ---- public API
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
+               sample_rate: int | None = None) -> torch.Tensor:
+        """Audio [B, C, T] -> codes int64 [B, K, ceil(T / frame_size)] (K = num_codebooks or all)."""
+        k = self.num_codebooks if num_codebooks is None else num_codebooks
+        self._check_num_codebooks(k)
+        return self.quantizer.encode(self._latents(self._check_audio(wav, sample_rate)), k)
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
+        return self._synthesize(self.quantizer.decode(self._check_codes(codes)))
+
+    def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
+        """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
+        return self._latents(self._check_audio(wav, sample_rate))
+
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
+        return self._synthesize(self.quantizer.continuous(self._check_latents(latents)))
+
+    def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None) -> CodecOutput:
+        """Training forward: audio [B, C, T] with T a multiple of frame_size -> :class:`CodecOutput`.
+
+        Quantizer randomness (level dropout, unquantized rate, FSQ dither) draws from ``generator`` when given,
+        so it can be replayed and kept in sync across processes.
+        """
+        wav = self._check_audio(wav, None)
+        latents = self._latents(wav)
+        q = self.quantizer(latents, generator=generator)
+        return CodecOutput(audio=self._synthesize(q.quantized), codes=q.codes, latents=latents,
+                           quantized=q.quantized, semantic=q.semantic, losses=q.losses)
+
+    @contextmanager
+    def streaming(self, batch_size: int = 1) -> Iterator[None]:
+        """Stream whole frames: inside the block, ``encode``/``decode`` (and the ``_latents`` variants) keep
+        state between calls, and concatenated chunk results equal the offline result."""
+        with streaming(self, batch_size):
+            self._stream_batch = batch_size
+            try:
+                yield
+            finally:
+                self._stream_batch = None
+
+    # ---- checkpoints
+    def fold_weight_norm(self) -> "Codec":
+        """Fold weight norm into plain weights in place; the config says ``norm='none'`` afterwards."""
+        for module in self.modules():
+            if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
+                fold_norm(module)
+        if self.config.seanet.norm != "none":
+            self.config = self.config.replace(seanet=dataclasses.replace(self.config.seanet, norm="none"))
+        return self
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (temporary names, then renamed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
+        """Load a bundled model by name, a local directory (codec12 or transformers Mimi format), or a hub id."""
+        path = Path(name_or_dir)
+        if not path.is_dir():
+            bundled = ASSETS_DIR / str(name_or_dir)
+            if bundled.is_dir():
+                path = bundled
+            else:
+                path = _download(str(name_or_dir))
+        config_path = path / CONFIG_NAME
+        if not config_path.is_file():
+            raise ValueError(f"{path}: no {CONFIG_NAME} in this directory")
+        try:
+            raw = json.loads(config_path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{config_path}: cannot read config: {e}") from e
+        if isinstance(raw, dict) and raw.get("model_type") == "mimi":
+            from codec12.convert import mimi_from_pretrained
+
+            return mimi_from_pretrained(path).to(device).eval()
+        config = CodecConfig.from_dict(raw, where=str(config_path))
+        weights = path / WEIGHTS_NAME
+        if not weights.is_file():
+            raise ValueError(f"{path}: no {WEIGHTS_NAME} in this directory")
+        codec = cls.from_config(config)
+        load_state_dict_strict(codec, load_file(str(weights)), str(weights))
+        return codec.to(device).eval()
+
+
+def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
+    """Load ``state`` into ``module``; missing, unexpected or mis-shaped tensors raise ValueError naming them."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
+              if state[k].shape != own[k].shape]
+    problems = []
+    if missing:
+        problems.append(f"missing tensors {_few(missing)}")
+    if extra:
+        problems.append(f"unexpected tensors {_few(extra)}")
+    if shapes:
+        problems.append(f"wrong shapes {_few(shapes)}")
+    if problems:
+        raise ValueError(f"{where}: " + "; ".join(problems))
+    module.load_state_dict(state, strict=True)
+
+
+def _few(items: list[str], n: int = 8) -> str:
+    shown = ", ".join(items[:n])
+    return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > n else ''}]"
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _download(repo_id: str) -> Path:
+    """Fetch a hub repo snapshot (needs network); a clear error otherwise."""
+    if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
+        raise ValueError(f"{repo_id!r} is not a directory, a bundled model ({_bundled()}) or a hub id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:
+        raise ValueError(f"{repo_id}: could not download from the hub ({type(e).__name__}: {e}); download the "
+                         f"model elsewhere and pass its local directory") from e
+
+
+def _bundled() -> str:
+    names = sorted(p.name for p in ASSETS_DIR.iterdir() if p.is_dir()) if ASSETS_DIR.is_dir() else []
+    return ", ".join(names) or "none installed"

@@ -1,0 +1,315 @@
+"""Configuration of a codec12 model: one frozen dataclass per block, presets, JSON I/O.
+
+Derived values (``frame_size``, ``frame_rate``, ``codebook_sizes``, ``bitrate``) are properties and are
+never stored. Every dataclass validates itself in ``__post_init__`` and rejects unknown keys when read
+from a dictionary, naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+FRAME_RATE = 12.5
+
+_NORMS = ("weight_norm", "none")
+_PAD_MODES = ("constant", "replicate")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
+
+
+def _from_dict(cls, data: dict[str, Any], where: str):
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown config keys {unknown} (known: {sorted(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        sub = _NESTED.get((cls.__name__, name))
+        if sub is not None:
+            value = _from_dict(sub, value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def bitrate(codebook_sizes: tuple[int, ...], frame_rate: float = FRAME_RATE) -> float:
+    """Bits per second of ``codebook_sizes`` rows at ``frame_rate``: rate x sum(log2(size))."""
+    return frame_rate * sum(math.log2(s) for s in codebook_sizes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SEANetConfig:
+    """Causal SEANet conv stack; the decoder mirrors the encoder."""
+
+    channels: int = 1
+    dimension: int = 512
+    n_filters: int = 64
+    ratios: tuple[int, ...] = (8, 6, 5, 4)
+    kernel_size: int = 7
+    last_kernel_size: int = 3
+    residual_kernel_size: int = 3
+    dilation_base: int = 2
+    n_residual_layers: int = 1
+    compress: int = 2
+    pad_mode: str = "constant"
+    norm: str = "weight_norm"
+
+    def __post_init__(self):
+        _check(self.channels in (1, 2), f"seanet.channels must be 1 or 2, got {self.channels}")
+        _check(len(self.ratios) >= 1 and all(int(r) == r and r >= 1 for r in self.ratios),
+               f"seanet.ratios must be positive integers, got {self.ratios}")
+        for name in ("dimension", "n_filters", "kernel_size", "last_kernel_size", "residual_kernel_size",
+                     "dilation_base", "n_residual_layers", "compress"):
+            _check(getattr(self, name) >= 1, f"seanet.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.pad_mode in _PAD_MODES, f"seanet.pad_mode must be one of {_PAD_MODES}, got {self.pad_mode!r}")
+        _check(self.norm in _NORMS, f"seanet.norm must be one of {_NORMS}, got {self.norm!r}")
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.ratios)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TransformerConfig:
+    """Causal transformer with RoPE, a bounded attention context (in steps) and LayerScale."""
+
+    d_model: int = 512
+    num_heads: int = 8
+    num_layers: int = 8
+    dim_feedforward: int = 2048
+    context: int = 250
+    max_period: float = 10000.0
+    layer_scale: float = 0.01
+    norm_eps: float = 1e-5
+
+    def __post_init__(self):
+        _check(self.num_layers >= 0, f"transformer.num_layers must be >= 0, got {self.num_layers}")
+        _check(self.num_heads >= 1 and self.d_model % self.num_heads == 0,
+               f"transformer.d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        _check((self.d_model // self.num_heads) % 2 == 0, "transformer head dim must be even for RoPE")
+        _check(self.context >= 1, f"transformer.context must be >= 1, got {self.context}")
+        _check(self.dim_feedforward >= 1, "transformer.dim_feedforward must be >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuantizerConfig:
+    """Split quantizer: one semantic VQ codebook (row 0) plus acoustic codes (RVQ levels or FSQ dims).
+
+    layout ``shared``: both branches read the whole latent through their own projections and their
+    outputs are summed (Mimi). Layout ``concat``: the latent is ``[semantic_dim | acoustic_dim]`` and each
+    branch quantizes its own slice (Voxtral).
+    """
+
+    layout: str = "shared"
+    semantic_codebook_size: int = 2048
+    semantic_dim: int = 256
+    acoustic: str = "rvq"
+    num_acoustic: int = 31
+    acoustic_codebook_size: int = 2048
+    acoustic_dim: int = 256
+    ema_decay: float = 0.99
+    threshold_ema_dead_code: float = 2.0
+    kmeans_init: bool = False
+    # training-time behaviour
+    unquantized_rate: float = 0.0
+    level_dropout: bool = True
+    fsq_dither: tuple[float, float, float] = (0.5, 0.25, 0.25)
+
+    def __post_init__(self):
+        _check(self.layout in ("shared", "concat"), f"quantizer.layout must be 'shared' or 'concat', got {self.layout!r}")
+        _check(self.acoustic in ("rvq", "fsq"), f"quantizer.acoustic must be 'rvq' or 'fsq', got {self.acoustic!r}")
+        _check(self.semantic_codebook_size >= 2, "quantizer.semantic_codebook_size must be >= 2")
+        _check(self.semantic_dim >= 1 and self.acoustic_dim >= 1, "quantizer dims must be >= 1")
+        _check(self.num_acoustic >= 0, "quantizer.num_acoustic must be >= 0")
+        if self.acoustic == "fsq":
+            _check(self.acoustic_codebook_size % 2 == 1 and self.acoustic_codebook_size >= 3,
+                   f"FSQ levels (acoustic_codebook_size) must be odd and >= 3, got {self.acoustic_codebook_size}")
+            _check(self.acoustic_dim == self.num_acoustic,
+                   f"FSQ: acoustic_dim ({self.acoustic_dim}) must equal num_acoustic ({self.num_acoustic})")
+        else:
+            _check(self.acoustic_codebook_size >= 2, "quantizer.acoustic_codebook_size must be >= 2")
+        all_sizes = (self.semantic_codebook_size, self.acoustic_codebook_size)
+        _check(max(all_sizes) <= 65536, "codebook sizes must fit uint16 (<= 65536)")
+        _check(0.0 <= self.unquantized_rate <= 1.0, "quantizer.unquantized_rate must be in [0, 1]")
+        _check(0.0 < self.ema_decay < 1.0, "quantizer.ema_decay must be in (0, 1)")
+        _check(len(self.fsq_dither) == 3 and all(p >= 0 for p in self.fsq_dither)
+               and abs(sum(self.fsq_dither) - 1.0) < 1e-6,
+               f"quantizer.fsq_dither must be 3 probabilities summing to 1, got {self.fsq_dither}")
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return (self.semantic_codebook_size,) + (self.acoustic_codebook_size,) * self.num_acoustic
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecConfig:
+    """A whole codec: SEANet + transformer encoder, ×``downsample_stride`` to 12.5 Hz, split quantizer,
+    mirrored decoder."""
+
+    name: str = ""
+    sample_rate: int = 24000
+    seanet: SEANetConfig = field(default_factory=SEANetConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    downsample_stride: int = 2
+    latent_dim: int = 512
+    depthwise_upsample: bool = True
+    quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+
+    def __post_init__(self):
+        _check(self.sample_rate > 0, f"sample_rate must be positive, got {self.sample_rate}")
+        _check(self.downsample_stride >= 1, "downsample_stride must be >= 1")
+        _check(self.latent_dim >= 1, "latent_dim must be >= 1")
+        hop = self.seanet.hop_length * self.downsample_stride
+        _check(self.sample_rate == hop * FRAME_RATE,
+               f"sample_rate / 12.5 = {self.sample_rate / FRAME_RATE:g} samples per frame, but seanet.ratios "
+               f"{self.seanet.ratios} x downsample_stride {self.downsample_stride} = {hop}: pick strides whose "
+               f"product is sample_rate / 12.5")
+        if self.transformer.num_layers > 0:
+            _check(self.transformer.d_model == self.seanet.dimension,
+                   f"transformer.d_model ({self.transformer.d_model}) must equal seanet.dimension "
+                   f"({self.seanet.dimension})")
+        if self.depthwise_upsample:
+            _check(self.latent_dim == self.seanet.dimension,
+                   "depthwise_upsample needs latent_dim == seanet.dimension")
+        q = self.quantizer
+        if q.layout == "concat":
+            _check(self.latent_dim == q.semantic_dim + q.acoustic_dim,
+                   f"concat layout: latent_dim ({self.latent_dim}) must equal semantic_dim + acoustic_dim "
+                   f"({q.semantic_dim} + {q.acoustic_dim})")
+
+    # ---- derived values
+    @property
+    def channels(self) -> int:
+        return self.seanet.channels
+
+    @property
+    def frame_size(self) -> int:
+        return self.seanet.hop_length * self.downsample_stride
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.frame_size
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return self.quantizer.codebook_sizes
+
+    @property
+    def num_codebooks(self) -> int:
+        return len(self.codebook_sizes)
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with all codebooks."""
+        return bitrate(self.codebook_sizes, self.frame_rate)
+
+    # ---- I/O
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+
+        def lists(x):
+            if isinstance(x, dict):
+                return {k: lists(v) for k, v in x.items()}
+            if isinstance(x, tuple):
+                return [lists(v) for v in x]
+            return x
+
+        return {"format_version": FORMAT_VERSION, **lists(data)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "CodecConfig":
+        data = dict(data)
+        version = data.pop("format_version", None)
+        if version is None:
+            raise ValueError(f"{where}: missing 'format_version'")
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{where}: format_version {version} is not supported (this codec12 reads "
+                             f"{FORMAT_VERSION})")
+        return _from_dict(cls, data, where)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> "CodecConfig":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: cannot read config: {e}") from e
+        return cls.from_dict(data, where=str(path))
+
+    def config_hash(self) -> str:
+        """A short stable hash of the architecture (the name is left out)."""
+        data = self.to_dict()
+        data.pop("name", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def replace(self, **changes) -> "CodecConfig":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_preset(cls, name: str) -> "CodecConfig":
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
+        return PRESETS[name]
+
+
+_NESTED = {
+    ("CodecConfig", "seanet"): SEANetConfig,
+    ("CodecConfig", "transformer"): TransformerConfig,
+    ("CodecConfig", "quantizer"): QuantizerConfig,
+}
+
+
+PRESETS: dict[str, CodecConfig] = {
+    # Mimi's exact topology, so Mimi weights load into it.
+    "c12-mimi-24k": CodecConfig(
+        name="c12-mimi-24k",
+        sample_rate=24000,
+        seanet=SEANetConfig(),
+        transformer=TransformerConfig(),
+        latent_dim=512,
+        quantizer=QuantizerConfig(unquantized_rate=0.5),
+    ),
+    # Voxtral-style: 256-d semantic VQ (8192) + 36 FSQ dims of 21 levels, concatenated latent of 292.
+    "c12-fsq-24k": CodecConfig(
+        name="c12-fsq-24k",
+        sample_rate=24000,
+        seanet=SEANetConfig(),
+        transformer=TransformerConfig(),
+        latent_dim=292,
+        depthwise_upsample=False,
+        quantizer=QuantizerConfig(
+            layout="concat", semantic_codebook_size=8192, semantic_dim=256,
+            acoustic="fsq", num_acoustic=36, acoustic_codebook_size=21, acoustic_dim=36,
+            unquantized_rate=0.5,
+        ),
+    ),
+    # Small enough to train on two CPU cores: 16 kHz, 1 semantic + 11 acoustic RVQ levels of 1024 (1.5 kbps).
+    "c12-tiny-16k": CodecConfig(
+        name="c12-tiny-16k",
+        sample_rate=16000,
+        seanet=SEANetConfig(dimension=256, n_filters=32, ratios=(8, 5, 4, 4)),
+        transformer=TransformerConfig(d_model=256, num_heads=4, num_layers=2, dim_feedforward=1024, context=125),
+        latent_dim=256,
+        quantizer=QuantizerConfig(
+            semantic_codebook_size=1024, semantic_dim=128, num_acoustic=11,
+            acoustic_codebook_size=1024, acoustic_dim=128, unquantized_rate=0.25,
+        ),
+    ),
+}

@@ -1,0 +1,97 @@
+"""Residual vector quantization on vector-quantize-pytorch codebooks (EMA updates, dead-code replacement).
+
+Training goes through ``vector_quantize_pytorch.VectorQuantize`` (EMA, straight-through/rotation trick,
+commitment loss). Inference picks the nearest entry by Euclidean distance on the same codebooks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from vector_quantize_pytorch import VectorQuantize
+
+
+def _projection(dim_in: int, dim_out: int) -> nn.Module:
+    return nn.Conv1d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else nn.Identity()
+
+
+class ResidualVQ(nn.Module):
+    """``num_levels`` VQ levels on the residual of a ``codebook_dim`` projection of a [B, dim, T] input."""
+
+    def __init__(self, dim: int, codebook_dim: int, codebook_size: int, num_levels: int, *, decay: float = 0.99,
+                 threshold_ema_dead_code: float = 2.0, kmeans_init: bool = False) -> None:
+        super().__init__()
+        self.dim = dim
+        self.codebook_size = codebook_size
+        self.input_proj = _projection(dim, codebook_dim)
+        self.output_proj = _projection(codebook_dim, dim)
+        self.layers = nn.ModuleList([
+            VectorQuantize(dim=codebook_dim, codebook_size=codebook_size, decay=decay,
+                           threshold_ema_dead_code=threshold_ema_dead_code, kmeans_init=kmeans_init,
+                           channel_last=False, commitment_weight=1.0)
+            for _ in range(num_levels)
+        ])
+
+    @property
+    def num_levels(self) -> int:
+        return len(self.layers)
+
+    def codebook(self, level: int) -> torch.Tensor:
+        """Entries of one level: [codebook_size, codebook_dim]."""
+        return self.layers[level]._codebook.embed[0]
+
+    def _nearest(self, level: int, residual: torch.Tensor) -> torch.Tensor:
+        """residual: [B, Dc, T] -> indices [B, T]."""
+        b, dc, t = residual.shape
+        flat = residual.transpose(1, 2).reshape(1, b * t, dc).float()
+        dists = torch.cdist(flat, self.codebook(level)[None].float(), p=2)[0]
+        return dists.argmin(dim=-1).view(b, t)
+
+    def _lookup(self, level: int, indices: torch.Tensor) -> torch.Tensor:
+        return F.embedding(indices, self.codebook(level)).transpose(1, 2)
+
+    def encode(self, x: torch.Tensor, num_levels: int) -> torch.Tensor:
+        """x: [B, dim, T] -> codes int64 [B, num_levels, T]."""
+        residual = self.input_proj(x)
+        codes = []
+        for level in range(num_levels):
+            indices = self._nearest(level, residual)
+            residual = residual - self._lookup(level, indices).to(residual.dtype)
+            codes.append(indices)
+        if not codes:
+            return torch.zeros(x.shape[0], 0, x.shape[-1], dtype=torch.long, device=x.device)
+        return torch.stack(codes, dim=1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes: [B, n, T] with n <= num_levels -> [B, dim, T] (zeros when n == 0)."""
+        b, n, t = codes.shape
+        device, dtype = codes.device, self.codebook(0).dtype if self.layers else torch.float32
+        if n == 0:
+            return torch.zeros(b, self.dim, t, device=device, dtype=dtype)
+        out = sum(self._lookup(level, codes[:, level]) for level in range(n))
+        return self.output_proj(out)
+
+    def quantize(self, x: torch.Tensor, num_levels: int,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training path: (quantized [B, dim, T] with straight-through gradients, codes [B, n, T], commitment
+        loss). ``generator`` is unused: RVQ draws nothing at random here."""
+        if not self.training:
+            codes = self.encode(x, num_levels)
+            return self.decode(codes), codes, x.new_zeros(())
+        z = self.input_proj(x)
+        residual, out, codes, loss = z, torch.zeros_like(z), [], z.new_zeros(())
+        for layer in self.layers[:num_levels]:
+            quantized, indices, commit = layer(residual)
+            residual = residual - quantized.detach()
+            out = out + quantized
+            codes.append(indices)
+            loss = loss + commit.sum()
+        if not codes:
+            return torch.zeros_like(x), torch.zeros(x.shape[0], 0, x.shape[-1], dtype=torch.long,
+                                                    device=x.device), loss
+        return self.output_proj(out), torch.stack(codes, dim=1), loss
+
+    def continuous(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder receives for an unquantized pass: the input itself."""
+        return x
