@@ -196,6 +196,9 @@ class Codec(nn.Module):
 
     # ---- building blocks (no validation)
     def _latents(self, wav: torch.Tensor) -> torch.Tensor:
+        # A partial last frame is zero-padded to a whole frame first: the result then equals streaming the
+        # same audio with its last chunk zero-padded, and a file padded further in a batch (causality).
+        wav = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % self.frame_size))
         return self.downsample(self.encoder_transformer(self.encoder(wav)))
 
     def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,51 @@
+"""codec12 command line: one entry point with argparse subcommands.
+
+Each command lives next to the code it drives and registers itself through ``add_parsers(subparsers)``
+(setting ``func``). Errors go to stderr as ``codec12 CMD: error: ...`` with exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+DEFAULT_MODEL = "c12-tiny-16k"
+
+# Modules that register subcommands, in the order they appear in --help.
+COMMAND_MODULES = (
+    "codec12.export.container",  # encode, decode
+)
+
+
+class CLIError(Exception):
+    """A user-facing error: printed without a traceback."""
+
+
+def add_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"bundled model name, model directory, or hub id (default: {DEFAULT_MODEL})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codec12", description="12.5 Hz neural speech codec")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+        print(f"codec12 {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"codec12 {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Releases, ONNX export and the .c12 container."""
