@@ -130,7 +130,8 @@ class QuantizerConfig:
     fsq_dither: tuple[float, float, float] = (0.5, 0.25, 0.25)
 
     def __post_init__(self):
-        _check(self.layout in ("shared", "concat"), f"quantizer.layout must be 'shared' or 'concat', got {self.layout!r}")
+        _check(self.layout in ("shared", "concat"),
+               f"quantizer.layout must be 'shared' or 'concat', got {self.layout!r}")
         _check(self.acoustic in ("rvq", "fsq"), f"quantizer.acoustic must be 'rvq' or 'fsq', got {self.acoustic!r}")
         _check(self.semantic_codebook_size >= 2, "quantizer.semantic_codebook_size must be >= 2")
         _check(self.semantic_dim >= 1 and self.acoustic_dim >= 1, "quantizer dims must be >= 1")

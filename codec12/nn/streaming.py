@@ -9,8 +9,8 @@ states into explicit tensors with :func:`get_state_tensors` / :func:`set_state_t
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 from torch import nn

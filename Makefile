@@ -1,0 +1,37 @@
+# codec12 — `make demo` tokenizes the example speech with the bundled model; `make test` runs the test suite.
+# Both set up everything they need on a fresh machine (Debian packages as root, a virtualenv in .venv).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Debian packages: sox/ffmpeg (audio tools), codec2 + opus-tools (classical baselines), espeak-ng (phonemes,
+# synthetic speech).
+SYSDEPS := sox ffmpeg codec2 opus-tools espeak-ng
+
+.PHONY: install sysdeps test test-slow demo lint
+
+install: sysdeps $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+sysdeps:
+	@missing=""; for p in $(SYSDEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing Debian packages:$$missing (tests that need them are skipped)"; fi; \
+	fi
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+lint: install
+	$(BIN)/ruff check .

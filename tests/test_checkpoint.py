@@ -1,0 +1,122 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from codec12 import Codec, load_audio
+from codec12.export.container import read_c12, write_c12
+from tests.conftest import tiny_codec
+
+
+def test_save_load_bit_exact(tmp_path):
+    codec = tiny_codec(acoustic="fsq", layout="concat")
+    codec.save_pretrained(tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    back = Codec.from_pretrained(tmp_path / "m")
+    assert back.config == codec.config
+    a, b = codec.state_dict(), back.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    wav = 0.2 * torch.randn(1, 1, 5 * 1280)
+    assert torch.equal(codec.encode(wav), back.encode(wav))
+    assert torch.equal(codec.decode(codec.encode(wav)), back.decode(back.encode(wav)))
+
+
+def test_strict_loading_names_missing_extra_and_misshaped(tmp_path):
+    codec = tiny_codec()
+    codec.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = load_file(str(weights))
+    key = "decoder.layers.0.conv.bias"
+    state.pop(key)
+    state["decoder.extra.weight"] = torch.zeros(1)
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match=rf"missing tensors \[{key}\].*unexpected tensors \[decoder.extra.weight\]"):
+        Codec.from_pretrained(tmp_path)
+    codec.save_pretrained(tmp_path)
+    state = load_file(str(weights))
+    state["downsample.conv.weight"] = torch.zeros(1, 1, 1)
+    save_file(state, str(weights))
+    with pytest.raises(ValueError, match="wrong shapes.*downsample.conv.weight"):
+        Codec.from_pretrained(tmp_path)
+
+
+def test_config_errors_on_load(tmp_path):
+    codec = tiny_codec()
+    codec.save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    data["seanet"]["n_filter"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="n_filter"):
+        Codec.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="config.json: cannot read config"):
+        Codec.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no config.json"):
+        Codec.from_pretrained(tmp_path / "..")
+
+
+def test_unknown_name_and_offline_hub(tmp_path):
+    with pytest.raises(ValueError, match="not a directory, a bundled model"):
+        Codec.from_pretrained("no-such-model")
+    with pytest.raises(ValueError, match="could not download|local directory"):
+        Codec.from_pretrained("codec12-test/does-not-exist-anywhere")
+
+
+def test_fold_weight_norm_keeps_outputs_and_reloads(tmp_path):
+    codec = tiny_codec()
+    assert any("parametrizations" in k for k in codec.state_dict())
+    wav = 0.2 * torch.randn(1, 1, 4 * 1280)
+    codes, audio = codec.encode(wav), codec.decode(codec.encode(wav))
+    codec.fold_weight_norm()
+    assert codec.config.seanet.norm == "none" and not any("parametrizations" in k for k in codec.state_dict())
+    assert torch.equal(codec.encode(wav), codes)
+    assert torch.allclose(codec.decode(codes), audio, atol=1e-5)
+    codec.save_pretrained(tmp_path)
+    assert torch.allclose(Codec.from_pretrained(tmp_path).decode(codes), audio, atol=1e-5)
+
+
+def test_c12_container_round_trip_and_corruption(tmp_path):
+    codes = np.random.default_rng(0).integers(0, 65536, size=(5, 11))
+    path = tmp_path / "x.c12"
+    write_c12(path, codes, {"model": "m", "num_samples": 123})
+    back, header = read_c12(path)
+    assert np.array_equal(back, codes) and header["num_samples"] == 123 and header["num_codebooks"] == 5
+    data = path.read_bytes()
+    (tmp_path / "short.c12").write_bytes(data[:-3])
+    (tmp_path / "magic.c12").write_bytes(b"RIFF" + data[4:])
+    (tmp_path / "tiny.c12").write_bytes(b"C1")
+    for name, match in [("short", "truncated"), ("magic", "bad magic"), ("tiny", "too short")]:
+        with pytest.raises(ValueError, match=f"{name}.c12.*{match}"):
+            read_c12(tmp_path / f"{name}.c12")
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "codec12.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_cli_encode_decode(tmp_path, write_wav):
+    codec = tiny_codec()
+    codec.save_pretrained(tmp_path / "model")
+    wav_path = write_wav("speech.wav", 1.3, 22050)
+    out = tmp_path / "speech.c12"
+    r = run_cli("encode", wav_path, out, "--model", tmp_path / "model", "--num-codebooks", "3")
+    assert r.returncode == 0, r.stderr
+    codes, header = read_c12(out)
+    wav = load_audio(wav_path, 16000)
+    assert np.array_equal(codes, codec.encode(wav[None], 3)[0].numpy())
+    assert header["num_samples"] == wav.shape[-1] and header["config_hash"] == codec.config.config_hash()
+    r = run_cli("decode", out, tmp_path / "back.wav")
+    assert r.returncode == 1 and "not a directory, a bundled model" in r.stderr  # name stored, model not bundled
+    r = run_cli("decode", out, tmp_path / "back.wav", "--model", tmp_path / "model")
+    assert r.returncode == 0, r.stderr
+    back = load_audio(tmp_path / "back.wav", 16000)
+    assert back.shape == wav.shape
+    r = run_cli("encode", wav_path, out, "--model", tmp_path / "model")
+    assert r.returncode == 1 and "exists; pass -f" in r.stderr
+    (tmp_path / "bad.wav").write_text("hello")
+    r = run_cli("encode", tmp_path / "bad.wav", tmp_path / "bad.c12", "--model", tmp_path / "model")
+    assert r.returncode == 1 and "bad.wav" in r.stderr and "Traceback" not in r.stderr

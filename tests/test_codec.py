@@ -1,0 +1,191 @@
+import math
+
+import pytest
+import torch
+
+from codec12 import Codec, CodecConfig
+from codec12.codec import CodecOutput
+from tests.conftest import tiny_codec, tiny_config
+
+VARIANTS = [
+    dict(sample_rate=16000, acoustic="rvq", layout="shared"),
+    dict(sample_rate=24000, acoustic="rvq", layout="shared"),
+    dict(sample_rate=16000, acoustic="fsq", layout="concat"),
+    dict(sample_rate=24000, acoustic="fsq", layout="shared"),
+    dict(sample_rate=24000, acoustic="rvq", layout="concat"),
+]
+
+
+def noise(codec, frames, batch=1, seed=0, extra=0):
+    g = torch.Generator().manual_seed(seed)
+    return 0.3 * torch.randn(batch, codec.channels, frames * codec.frame_size + extra, generator=g)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_shapes_and_framing(variant):
+    codec = tiny_codec(**variant)
+    assert codec.frame_rate == 12.5 and codec.frame_size == codec.sample_rate // 12.5
+    for extra in (0, 1, codec.frame_size // 2):
+        wav = noise(codec, 5, batch=2, extra=extra)
+        frames = math.ceil(wav.shape[-1] / codec.frame_size)
+        codes = codec.encode(wav)
+        assert codes.shape == (2, codec.num_codebooks, frames) and codes.dtype == torch.int64
+        for row, size in enumerate(codec.codebook_sizes):
+            assert 0 <= codes[:, row].min() and codes[:, row].max() < size
+        assert codec.decode(codes).shape == (2, 1, frames * codec.frame_size)
+        z = codec.encode_latents(wav)
+        assert z.shape == (2, codec.latent_dim, frames) and z.dtype == torch.float32
+        assert codec.decode_latents(z).shape == (2, 1, frames * codec.frame_size)
+
+
+def test_properties_and_bitrate():
+    codec = tiny_codec()
+    assert codec.num_codebooks == len(codec.codebook_sizes) == 4
+    assert codec.bitrate == pytest.approx(12.5 * (6 + 3 * 5))
+    assert codec.bitrate_at(1) == pytest.approx(12.5 * 6)
+    with pytest.raises(ValueError, match="num_codebooks"):
+        codec.bitrate_at(5)
+
+
+def test_encode_latents_then_quantize_equals_encode():
+    codec = tiny_codec(acoustic="fsq", layout="concat")
+    wav = noise(codec, 6)
+    assert torch.equal(codec.quantizer.encode(codec.encode_latents(wav)), codec.encode(wav))
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
+def test_streaming_equals_offline(variant):
+    codec = tiny_codec(**variant)
+    frames = 17  # context is 7 steps at 25 Hz: the attention window is crossed several times
+    wav = noise(codec, frames, batch=2)
+    codes, z = codec.encode(wav), codec.encode_latents(wav)
+    audio, audio_z = codec.decode(codes), codec.decode_latents(z)
+    fs = codec.frame_size
+    for chunk in (1, 2, 5):
+        spans = [(i, min(i + chunk, frames)) for i in range(0, frames, chunk)]
+        with codec.streaming(batch_size=2):
+            s_codes = torch.cat([codec.encode(wav[..., a * fs:b * fs]) for a, b in spans], dim=-1)
+        with codec.streaming(batch_size=2):
+            s_z = torch.cat([codec.encode_latents(wav[..., a * fs:b * fs]) for a, b in spans], dim=-1)
+        with codec.streaming(batch_size=2):
+            s_audio = torch.cat([codec.decode(codes[..., a:b]) for a, b in spans], dim=-1)
+        with codec.streaming(batch_size=2):
+            s_audio_z = torch.cat([codec.decode_latents(z[..., a:b]) for a, b in spans], dim=-1)
+        assert torch.equal(s_codes, codes), f"chunk={chunk}"
+        assert (s_z - z).abs().max() < 1e-5
+        assert (s_audio - audio).abs().max() < 1e-5
+        assert (s_audio_z - audio_z).abs().max() < 1e-5
+
+
+def test_streaming_with_fewer_codebooks_and_restart():
+    codec = tiny_codec()
+    wav = noise(codec, 6)
+    codes = codec.encode(wav, num_codebooks=2)
+    for _ in range(2):  # a second stream starts from a clean state
+        with codec.streaming(1):
+            s = torch.cat([codec.encode(wav[..., i * 1280:(i + 3) * 1280], num_codebooks=2) for i in (0, 3)], -1)
+        assert torch.equal(s, codes)
+
+
+def test_partial_last_frame_equals_zero_padded_stream():
+    codec = tiny_codec()
+    wav = noise(codec, 4, extra=300)
+    padded = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % codec.frame_size))
+    with codec.streaming(1):
+        s = torch.cat([codec.encode(padded[..., :3 * 1280]), codec.encode(padded[..., 3 * 1280:])], -1)
+    assert torch.equal(codec.encode(wav), s)
+
+
+def test_appending_input_never_changes_earlier_outputs():
+    codec = tiny_codec()
+    wav = noise(codec, 12)
+    short = wav[..., : 7 * codec.frame_size]
+    assert torch.equal(codec.encode(wav)[..., :7], codec.encode(short))
+    z = codec.encode_latents(wav)
+    assert torch.allclose(codec.encode_latents(short), z[..., :7], atol=1e-6)
+    codes = codec.encode(wav)
+    assert torch.allclose(codec.decode(codes[..., :7]), codec.decode(codes)[..., : 7 * codec.frame_size],
+                          atol=1e-6)
+
+
+def test_decode_fewer_codebooks():
+    codec = tiny_codec()
+    codes = codec.encode(noise(codec, 6))
+    full = codec.decode(codes)
+    for k in range(1, codec.num_codebooks):
+        audio = codec.decode(codes[:, :k])
+        assert audio.shape == full.shape and not torch.allclose(audio, full)
+    assert torch.equal(codec.encode(noise(codec, 6), num_codebooks=2), codes[:, :2])
+
+
+def test_training_forward_output_and_gradients():
+    torch.manual_seed(0)
+    codec = Codec.from_config(tiny_config()).train()
+    wav = noise(codec, 4, batch=3)
+    out = codec(wav, generator=torch.Generator().manual_seed(1))
+    assert isinstance(out, CodecOutput)
+    assert out.audio.shape == wav.shape and out.latents.shape == (3, 32, 4)
+    assert out.semantic.shape == out.quantized.shape == (3, 32, 4)
+    assert 1 <= out.codes.shape[1] <= codec.num_codebooks
+    loss = (out.audio - wav).pow(2).mean() + out.losses["commitment"]
+    loss.backward()
+    grads = [p.grad for p in codec.encoder.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_training_randomness_is_replayed_by_generator():
+    codec = Codec.from_config(tiny_config()).train()
+    wav = noise(codec, 3, batch=4)
+    state = {k: v.clone() for k, v in codec.state_dict().items()}
+    a = codec(wav, generator=torch.Generator().manual_seed(5))
+    codec.load_state_dict(state)  # undo the EMA update of the first call
+    b = codec(wav, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.codes, b.codes) and torch.allclose(a.audio, b.audio)
+
+
+def test_level_dropout_keeps_semantic_and_varies_acoustic():
+    codec = Codec.from_config(tiny_config()).train()
+    wav = noise(codec, 2)
+    g = torch.Generator().manual_seed(0)
+    counts = {codec(wav, generator=g).codes.shape[1] for _ in range(30)}
+    assert min(counts) >= 1 and len(counts) > 1 and max(counts) <= 4
+
+
+def test_unquantized_rate_one_passes_latents_through():
+    cfg = tiny_config()
+    cfg = cfg.replace(quantizer=cfg.quantizer.__class__(**{**cfg.quantizer.__dict__, "unquantized_rate": 1.0}))
+    codec = Codec.from_config(cfg).train()
+    out = codec(noise(codec, 3, batch=2))
+    assert torch.equal(out.quantized, out.latents)
+
+
+def test_fsq_dither_mixes_quantized_noisy_and_continuous():
+    codec = Codec.from_config(tiny_config(acoustic="fsq", layout="concat")).train()
+    fsq = codec.quantizer.acoustic
+    x = torch.randn(400, 4, 3)
+    q, codes, _ = fsq.quantize(x, 4, torch.Generator().manual_seed(0))
+    grid = (codes.float() - 2) / 2
+    on_grid = (q - grid).abs().amax(dim=(1, 2)) < 1e-6
+    continuous = (q - fsq.bounded(x)).abs().amax(dim=(1, 2)) < 1e-6
+    noisy = ~on_grid & ~continuous
+    fractions = [m.float().mean().item() for m in (on_grid, noisy, continuous)]
+    assert fractions == pytest.approx([0.5, 0.25, 0.25], abs=0.08)
+
+
+def test_batch_items_are_independent():
+    codec = tiny_codec()
+    wav = noise(codec, 5, batch=3)
+    assert torch.equal(codec.encode(wav)[1:2], codec.encode(wav[1:2]))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params", [("c12-mimi-24k", 79.3e6), ("c12-fsq-24k", None), ("c12-tiny-16k", None)])
+def test_full_size_presets(name, params):
+    codec = Codec.from_config(CodecConfig.from_preset(name)).eval()
+    n = sum(p.numel() for p in codec.parameters())
+    if params:
+        assert abs(n - params) / params < 0.01
+    wav = noise(codec, 10)
+    codes = codec.encode(wav)
+    assert codes.shape == (1, codec.num_codebooks, 10)
+    assert codec.decode(codes).shape == wav.shape

@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from codec12 import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
+from codec12.config import PRESETS
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_frame_at_12_5_hz(name):
+    cfg = CodecConfig.from_preset(name)
+    assert cfg.frame_rate == 12.5
+    assert cfg.frame_size == cfg.sample_rate / 12.5
+    assert cfg.codebook_sizes[0] == cfg.quantizer.semantic_codebook_size
+
+
+def test_preset_values():
+    mimi = CodecConfig.from_preset("c12-mimi-24k")
+    assert mimi.frame_size == 1920 and mimi.codebook_sizes == (2048,) * 32
+    assert mimi.bitrate == pytest.approx(4400.0)
+    fsq = CodecConfig.from_preset("c12-fsq-24k")
+    assert fsq.codebook_sizes == (8192,) + (21,) * 36 and fsq.num_codebooks == 37
+    assert fsq.bitrate == pytest.approx(12.5 * (13 + 36 * 4.392317422778761))  # ~2.14 kbps
+    tiny = CodecConfig.from_preset("c12-tiny-16k")
+    assert tiny.frame_size == 1280 and tiny.bitrate == pytest.approx(1500.0)
+
+
+@pytest.mark.parametrize("cfg", [CodecConfig.from_preset("c12-fsq-24k"), tiny_config(24000, "fsq", "concat")])
+def test_json_round_trip(cfg, tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json())
+    back = CodecConfig.from_json_file(path)
+    assert back == cfg and back.config_hash() == cfg.config_hash()
+    assert json.loads(path.read_text())["format_version"] == 1
+
+
+def test_config_hash_ignores_name_but_not_architecture():
+    cfg = tiny_config()
+    assert cfg.replace(name="other").config_hash() == cfg.config_hash()
+    assert cfg.replace(latent_dim=16, depthwise_upsample=False).config_hash() != cfg.config_hash()
+
+
+def test_unknown_keys_are_named():
+    data = tiny_config().to_dict()
+    data["quantizer"]["codebook_sise"] = 3
+    with pytest.raises(ValueError, match="codebook_sise"):
+        CodecConfig.from_dict(data)
+    data = tiny_config().to_dict()
+    data["samplerate"] = 1
+    with pytest.raises(ValueError, match="samplerate"):
+        CodecConfig.from_dict(data)
+
+
+def test_format_version_checked():
+    data = tiny_config().to_dict()
+    data["format_version"] = 99
+    with pytest.raises(ValueError, match="format_version 99"):
+        CodecConfig.from_dict(data)
+    del data["format_version"]
+    with pytest.raises(ValueError, match="format_version"):
+        CodecConfig.from_dict(data)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: CodecConfig(sample_rate=16000), "sample_rate / 12.5"),
+    (lambda: CodecConfig(sample_rate=16000, seanet=SEANetConfig(ratios=(8, 5, 4, 4), dimension=256), latent_dim=256,
+                         depthwise_upsample=False), "d_model"),
+    (lambda: SEANetConfig(norm="batch"), "norm"),
+    (lambda: SEANetConfig(ratios=(0, 2)), "ratios"),
+    (lambda: TransformerConfig(d_model=30, num_heads=4), "divisible"),
+    (lambda: QuantizerConfig(acoustic="lfq"), "acoustic"),
+    (lambda: QuantizerConfig(acoustic="fsq", acoustic_codebook_size=20, num_acoustic=4, acoustic_dim=4), "odd"),
+    (lambda: QuantizerConfig(unquantized_rate=1.5), "unquantized_rate"),
+    (lambda: QuantizerConfig(fsq_dither=(0.5, 0.5, 0.5)), "fsq_dither"),
+    (lambda: QuantizerConfig(semantic_codebook_size=100000), "uint16"),
+    (lambda: CodecConfig(latent_dim=292, quantizer=QuantizerConfig(layout="concat")), "depthwise"),
+    (lambda: CodecConfig(latent_dim=300, depthwise_upsample=False, quantizer=QuantizerConfig(layout="concat")),
+     "semantic_dim"),
+])
+def test_validation(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_frozen():
+    cfg = tiny_config()
+    with pytest.raises(AttributeError):
+        cfg.sample_rate = 8000
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match="c12-tiny-16k"):
+        CodecConfig.from_preset("nope")
