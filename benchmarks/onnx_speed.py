@@ -1,0 +1,108 @@
+"""onnxruntime vs PyTorch eager speed: offline encode/decode (seconds per second of audio) and streaming
+per-frame latency (p50/p99), on random-weight presets (speed does not depend on the weights).
+
+    .venv/bin/python benchmarks/onnx_speed.py [--presets c12-mimi-24k c12-tiny-16k] [--seconds 10]
+        [--repeats 3] [--frames 50] [--threads 2]
+
+Both sides run the inference form of the model (weight norm folded) in float32 on CPU with the same number
+of threads. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from codec12 import Codec, CodecConfig
+from codec12.export import OnnxCodec, export_onnx
+
+
+def _speech(seconds: float, sample_rate: int, channels: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / sample_rate
+    x = 0.15 * sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.01 * rng.standard_normal(t.shape)
+    return np.tile(x.astype(np.float32), (1, channels, 1))
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def _latencies(step, n: int) -> tuple[float, float]:
+    times = []
+    for i in range(n):
+        t = time.perf_counter()
+        step(i)
+        times.append(time.perf_counter() - t)
+    ms = np.asarray(times[2:]) * 1e3  # the first calls allocate
+    return float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+
+
+def bench(preset: str, seconds: float, repeats: int, frames: int, threads: int, work: Path) -> list[dict]:
+    torch.manual_seed(0)
+    codec = Codec.from_config(CodecConfig.from_preset(preset)).eval()
+    export_onnx(codec, work / preset)
+    codec.fold_weight_norm()
+    oc = OnnxCodec(work / preset, num_threads=threads)
+    wav = _speech(seconds, codec.sample_rate, codec.channels)
+    wav_t = torch.from_numpy(wav)
+    codes = oc.encode(wav)
+    codes_t = torch.from_numpy(codes)
+    fs = codec.frame_size
+    stream_wav = _speech(frames / codec.frame_rate + 1, codec.sample_rate, codec.channels)
+    rows = []
+    for runtime, enc, dec in [
+        ("pytorch eager", lambda: codec.encode(wav_t), lambda: codec.decode(codes_t)),
+        ("onnxruntime", lambda: oc.encode(wav), lambda: oc.decode(codes)),
+    ]:
+        enc(), dec()  # warm up
+        row = {"model": preset, "runtime": runtime, "encode": _best(enc, repeats) / seconds,
+               "decode": _best(dec, repeats) / seconds}
+        model = codec if runtime == "pytorch eager" else oc
+        convert = torch.from_numpy if model is codec else np.asarray
+        chunks = [convert(np.ascontiguousarray(stream_wav[..., i * fs:(i + 1) * fs])) for i in range(frames)]
+        steps = [convert(np.ascontiguousarray(codes[..., i % codes.shape[-1]][..., None])) for i in range(frames)]
+        with model.streaming(1):
+            row["enc_p50"], row["enc_p99"] = _latencies(lambda i: model.encode(chunks[i]), frames)  # noqa: B023
+        with model.streaming(1):
+            row["dec_p50"], row["dec_p99"] = _latencies(lambda i: model.decode(steps[i]), frames)  # noqa: B023
+        rows.append(row)
+        print(f"  {preset} {runtime}: done", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=["c12-mimi-24k", "c12-tiny-16k"])
+    parser.add_argument("--seconds", type=float, default=10.0, help="audio length for offline timing")
+    parser.add_argument("--repeats", type=int, default=3, help="offline runs; the best is reported")
+    parser.add_argument("--frames", type=int, default=50, help="frames streamed for the latency percentiles")
+    parser.add_argument("--threads", type=int, default=2, help="threads for both runtimes")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for preset in args.presets:
+            rows += bench(preset, args.seconds, args.repeats, args.frames, args.threads, Path(work))
+    print(f"\n{args.seconds:g} s of audio, {args.threads} threads; offline in seconds per second of audio (lower is "
+          f"better); streaming latency per 80 ms frame in ms")
+    print("| model | runtime | encode s/s | decode s/s | stream enc p50 | p99 | stream dec p50 | p99 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['runtime']} | {r['encode']:.3f} | {r['decode']:.3f} | {r['enc_p50']:.1f} | "
+              f"{r['enc_p99']:.1f} | {r['dec_p50']:.1f} | {r['dec_p99']:.1f} |")
+
+
+if __name__ == "__main__":
+    main()

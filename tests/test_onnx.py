@@ -1,0 +1,260 @@
+"""ONNX export: every graph passes the checker, onnxruntime matches PyTorch offline and streaming, the runtime
+imports without torch, and bad inputs raise clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from conftest import speechlike, tiny_codec
+
+from codec12 import Codec, CodecConfig
+from codec12.cli import main
+from codec12.export import OnnxCodec, export_onnx
+from codec12.export.onnx import GRAPH_NAMES, SIDECAR_NAME, OnnxExport
+
+# The three preset topologies at tiny width, plus FSQ on a shared latent (slow tier: export is seconds each).
+TOPOLOGIES = {
+    "tiny-16k-rvq-shared": dict(sample_rate=16000, acoustic="rvq", layout="shared"),  # c12-tiny-16k
+    "tiny-24k-rvq-shared": dict(sample_rate=24000, acoustic="rvq", layout="shared"),  # c12-mimi-24k
+    "tiny-24k-fsq-concat": dict(sample_rate=24000, acoustic="fsq", layout="concat"),  # c12-fsq-24k
+    "tiny-16k-fsq-shared": dict(sample_rate=16000, acoustic="fsq", layout="shared"),
+}
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(name, marks=[pytest.mark.slow] if name == "tiny-16k-fsq-shared" else []) for name in TOPOLOGIES
+])
+def exported(request, tmp_path_factory):
+    codec = tiny_codec(seed=1, **TOPOLOGIES[request.param])
+    root = tmp_path_factory.mktemp(request.param)
+    out = root / "onnx"
+    if request.param == "tiny-16k-rvq-shared":  # this one goes through the command line
+        codec.save_pretrained(root / "model")
+        out.mkdir()
+        (out / "old.txt").write_text("x")
+        assert main(["export", "onnx", str(root / "model"), str(out)]) == 1  # non-empty: refused without -f
+        assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
+        assert main(["export", "onnx", str(root / "model"), str(out), "-f"]) == 0
+        result = OnnxExport(out, {name: out / f"{name}.onnx" for name in GRAPH_NAMES},
+                            json.loads((out / SIDECAR_NAME).read_text()))
+    else:
+        result = export_onnx(codec, out)
+    # One intra-op thread: the test machine's two cores are shared, and spinning worker threads only slow it.
+    return codec, OnnxCodec(out, num_threads=1), result
+
+
+def _audio(codec: Codec, seconds: float, batch: int = 2) -> np.ndarray:
+    return np.stack([speechlike(seconds, codec.sample_rate, seed=s).T for s in range(batch)])
+
+
+def _torch(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def test_graphs_pass_checker_with_dynamic_axes(exported):
+    codec, oc, result = exported
+    assert sorted(result.files) == sorted(GRAPH_NAMES)
+    for name, path in result.files.items():
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model, full_check=True)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        first = model.graph.input[0].type.tensor_type.shape.dim
+        assert first[0].dim_param == "batch" and first[2].dim_param, name  # batch and time are symbolic
+    sidecar = json.loads((result.directory / SIDECAR_NAME).read_text())
+    assert sidecar["config_hash"] == codec.config.config_hash()
+    assert CodecConfig.from_dict(sidecar["config"]) == codec.config
+    assert sidecar["codebook_sizes"] == list(codec.codebook_sizes)
+    assert sidecar["frame_size"] == codec.frame_size and sidecar["sample_rate"] == codec.sample_rate
+    states = sidecar["graphs"]["encoder_step"]["states"]
+    names = {s["name"] for s in states}
+    assert "encoder_transformer.layers.0.self_attn.keys" in names and "downsample.first" in names
+    assert all(s["name"].startswith(("encoder", "downsample")) for s in states)
+    dec_states = sidecar["graphs"]["decoder_step"]["states"]
+    assert dec_states == sidecar["graphs"]["decoder_latents_step"]["states"]
+    assert all(s["name"].startswith(("upsample", "decoder")) for s in dec_states)
+
+
+def test_export_leaves_the_source_codec_untouched(exported):
+    codec, _, _ = exported
+    assert codec.config.seanet.norm == "weight_norm"
+    assert torch.nn.utils.parametrize.is_parametrized(codec.encoder.layers[0].conv, "weight")
+    codec.encode(torch.zeros(1, codec.channels, codec.frame_size))  # still runs
+
+
+def test_offline_parity(exported):
+    codec, oc, _ = exported
+    wav = _audio(codec, 0.93, batch=3)  # not whole frames, batch and length unlike the traced example
+    ref_codes = codec.encode(_torch(wav)).numpy()
+    codes = oc.encode(wav)
+    assert codes.dtype == np.int64 and codes.shape == ref_codes.shape
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(oc.encode(wav, num_codebooks=2), ref_codes[:, :2])
+    z = oc.encode_latents(wav)
+    z_ref = codec.encode_latents(_torch(wav)).detach().numpy()
+    assert np.abs(z - z_ref).max() < 1e-4
+    for k in (codec.num_codebooks, 2, 1):  # fewer codebooks go through the pad codes
+        audio = oc.decode(ref_codes[:, :k])
+        ref = codec.decode(_torch(ref_codes[:, :k])).numpy()
+        assert audio.shape == ref.shape == (3, codec.channels, ref_codes.shape[-1] * codec.frame_size)
+        assert np.abs(audio - ref).max() < 1e-4, k
+    audio = oc.decode_latents(z_ref)
+    ref = codec.decode_latents(_torch(z_ref)).detach().numpy()
+    assert np.abs(audio - ref).max() < 1e-4
+    # Random codes reach every row's whole range (random-weight encoders favour a few values).
+    rng = np.random.default_rng(0)
+    rand = np.stack([rng.integers(0, n, (2, 6)) for n in codec.codebook_sizes], axis=1)
+    audio = oc.decode(rand)
+    assert np.abs(audio - codec.decode(_torch(rand)).numpy()).max() < 1e-4
+    assert np.abs(oc.decode(rand[:, :1]) - audio).max() > 1e-6  # the acoustic rows do matter
+
+
+def test_streaming_step_graphs_reproduce_offline(exported):
+    codec, oc, _ = exported
+    fs = codec.frame_size
+    wav = _audio(codec, 1.0, batch=1)[..., : 12 * fs]  # 12 frames = 24 steps: crosses the 7-step attention context
+    codes = oc.encode(wav)
+    latents = oc.encode_latents(wav)
+    sizes = [1, 2, 3, 1, 4, 1]  # frames per chunk
+    bounds = np.cumsum([0] + sizes)
+    with oc.streaming(batch_size=1):
+        stream_codes = np.concatenate([oc.encode(wav[..., a * fs:b * fs]) for a, b in zip(bounds, bounds[1:])], -1)
+    np.testing.assert_array_equal(stream_codes, codes)
+    with oc.streaming(batch_size=1):
+        stream_z = np.concatenate([oc.encode_latents(wav[..., i * fs:(i + 1) * fs]) for i in range(12)], -1)
+    assert np.abs(stream_z - latents).max() < 1e-5
+    offline = oc.decode(codes)
+    with oc.streaming(batch_size=1):
+        stream = np.concatenate([oc.decode(codes[..., a:b]) for a, b in zip(bounds, bounds[1:])], -1)
+    assert np.abs(stream - offline).max() < 1e-5
+    torch_audio = codec.decode(_torch(codes)).numpy()
+    assert np.abs(stream - torch_audio).max() < 1e-4
+    offline = oc.decode_latents(latents)
+    with oc.streaming(batch_size=1):
+        stream = np.concatenate([oc.decode_latents(latents[..., i:i + 1]) for i in range(12)], -1)
+    assert np.abs(stream - offline).max() < 1e-5
+
+
+def test_streaming_matches_torch_streaming_with_batch(exported):
+    codec, oc, _ = exported
+    fs = codec.frame_size
+    wav = _audio(codec, 0.8, batch=2)[..., : 9 * fs]
+    with codec.streaming(batch_size=2):
+        ref = torch.cat([codec.encode(_torch(wav[..., i * fs:(i + 3) * fs])) for i in range(0, 9, 3)], -1).numpy()
+    with oc.streaming(batch_size=2):
+        got = np.concatenate([oc.encode(wav[..., i * fs:(i + 3) * fs]) for i in range(0, 9, 3)], -1)
+    np.testing.assert_array_equal(got, ref)
+    with oc.streaming(batch_size=2):  # a new block starts from the initial state again
+        again = np.concatenate([oc.encode(wav[..., i * fs:(i + 1) * fs]) for i in range(9)], -1)
+    np.testing.assert_array_equal(again, ref)
+
+
+def test_runtime_imports_without_torch():
+    code = ("import sys\nimport codec12.export.runtime\nfrom codec12.export import OnnxCodec\n"
+            "assert OnnxCodec.__module__ == 'codec12.export.runtime'\n"
+            "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+            "assert not bad, bad\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_bad_inputs_raise(exported):
+    codec, oc, _ = exported
+    fs, k = codec.frame_size, codec.num_codebooks
+    wav = _audio(codec, 0.2, batch=1)
+    cases = [
+        (lambda: oc.encode(wav.astype(np.int16)), "floating point"),
+        (lambda: oc.encode(wav[0]), "rank 2"),
+        (lambda: oc.encode(np.zeros((1, codec.channels + 1, fs), np.float32)), "channels"),
+        (lambda: oc.encode(np.zeros((1, codec.channels, 0), np.float32)), "empty"),
+        (lambda: oc.encode(np.full((1, codec.channels, fs), np.nan, np.float32)), "NaN"),
+        (lambda: oc.encode(torch.zeros(1, codec.channels, fs)), "numpy array"),
+        (lambda: oc.encode(wav, num_codebooks=k + 1), "num_codebooks"),
+        (lambda: oc.decode(np.zeros((1, k + 1, 2), np.int64)), "codebooks"),
+        (lambda: oc.decode(np.zeros((1, k, 2), np.float32)), "integers"),
+        (lambda: oc.decode(np.zeros((k, 2), np.int64)), "shape"),
+        (lambda: oc.decode(np.concatenate([np.zeros((1, k - 1, 2), np.int64),
+                                           np.full((1, 1, 2), codec.codebook_sizes[-1])], 1)), f"row {k - 1}"),
+        (lambda: oc.decode(np.full((1, 1, 2), -1, np.int64)), "row 0"),
+        (lambda: oc.decode_latents(np.zeros((1, codec.latent_dim + 1, 2), np.float32)), "latents"),
+    ]
+    for fn, match in cases:
+        with pytest.raises(ValueError, match=match):
+            fn()
+    with oc.streaming(batch_size=1):
+        with pytest.raises(ValueError, match="whole frames"):
+            oc.encode(np.zeros((1, codec.channels, fs + 1), np.float32))
+        with pytest.raises(ValueError, match="batch_size=1"):
+            oc.encode(np.zeros((2, codec.channels, fs), np.float32))
+        with pytest.raises(RuntimeError, match="already streaming"):
+            with oc.streaming(batch_size=1):
+                pass
+    with pytest.raises(ValueError, match="batch_size"):
+        with oc.streaming(batch_size=0):
+            pass
+
+
+def test_not_an_export_directory(tmp_path):
+    with pytest.raises(ValueError, match="codec12_onnx.json"):
+        OnnxCodec(tmp_path)
+    (tmp_path / SIDECAR_NAME).write_text("{broken")
+    with pytest.raises(ValueError, match="cannot read"):
+        OnnxCodec(tmp_path)
+
+
+def test_export_refuses_non_empty_directory(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError, match="not empty"):
+        export_onnx(tiny_codec(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+def test_cli_errors(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    assert main(["export", "onnx", str(tmp_path / "missing"), str(out)]) == 1
+    assert "-f" in capsys.readouterr().err  # the non-empty directory is refused before loading anything
+    assert main(["export", "onnx", str(tmp_path / "missing"), str(tmp_path / "o2")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("codec12 export: error:") and "missing" in err
+    assert not (tmp_path / "o2").exists()
+
+
+# ---- full-size presets (random weights), real-length audio
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["c12-tiny-16k", "c12-fsq-24k", "c12-mimi-24k"])
+def test_preset_parity_10s(preset, tmp_path):
+    torch.manual_seed(0)
+    codec = Codec.from_config(CodecConfig.from_preset(preset)).eval()
+    export_onnx(codec, tmp_path / "onnx")
+    oc = OnnxCodec(tmp_path / "onnx")
+    fs = codec.frame_size
+    wav = _audio(codec, 10.5, batch=1)
+    ref = codec.encode(_torch(wav)).numpy()
+    codes = oc.encode(wav)
+    frame_match = (codes == ref).all(axis=1).mean()
+    print(f"{preset}: {frame_match:.4f} of frames have identical codes; rows: {(codes == ref).mean(axis=(0, 2))}")
+    assert frame_match == 1.0
+    audio = oc.decode(ref)
+    z = codec.encode_latents(_torch(wav)).detach().numpy()
+    diffs = {"decode": np.abs(audio - codec.decode(_torch(ref)).numpy()).max(),
+             "decode_latents": np.abs(oc.decode_latents(z) - codec.decode_latents(_torch(z)).detach().numpy()).max(),
+             "latents": np.abs(oc.encode_latents(wav) - z).max()}
+    print(f"{preset}: max abs diff vs PyTorch {diffs}")
+    assert max(diffs.values()) <= 1e-3
+    n = ref.shape[-1] - 1  # whole frames only
+    with oc.streaming(batch_size=1):
+        stream_codes = np.concatenate([oc.encode(wav[..., i * fs:(i + 1) * fs]) for i in range(n)], -1)
+    np.testing.assert_array_equal(stream_codes, codes[..., :n])
+    with oc.streaming(batch_size=1):
+        stream = np.concatenate([oc.decode(ref[..., i:i + 1]) for i in range(ref.shape[-1])], -1)
+    print(f"{preset}: streaming vs offline audio max abs diff {np.abs(stream - audio).max():.2e}")
+    assert np.abs(stream - audio).max() <= 1e-3
