@@ -1,0 +1,72 @@
+"""``codec12 convert SRC DST``: a Mimi checkpoint (transformers dir, moshi file, hub id) -> a codec12 model dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+FORMATS = ("codec12", "mimi", "moshi")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("convert", help="convert a Mimi checkpoint into a codec12 model directory (or back)",
+                       description="Convert a Mimi checkpoint into a codec12 model directory: SRC is a transformers "
+                                   "Mimi directory (config.json + model.safetensors), a moshi tokenizer-*.safetensors "
+                                   "file or its directory, or a hub id such as kyutai/mimi (needs network). With "
+                                   "--format mimi/moshi, SRC may be any codec12 model of Mimi's topology and DST "
+                                   "gets a Mimi checkpoint in that layout.")
+    p.add_argument("source", help="Mimi directory, moshi .safetensors file, hub id, or codec12 model")
+    p.add_argument("output", help="output directory")
+    p.add_argument("--format", choices=FORMATS, default="codec12",
+                   help="what to write: a codec12 model dir (default), a transformers Mimi dir, or a moshi file")
+    p.add_argument("-f", "--force", action="store_true", help="replace the output directory if it exists")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _load(source: str):
+    from codec12.codec import Codec
+    from codec12.convert.mimi import mimi_from_pretrained
+
+    path = Path(source)
+    if path.is_file():
+        if path.suffix != ".safetensors":
+            raise ValueError(f"{path}: expected a .safetensors file or a model directory")
+        return mimi_from_pretrained(path)
+    if path.is_dir() and not (path / "config.json").is_file():  # a moshi checkpoint directory
+        return mimi_from_pretrained(path)
+    return Codec.from_pretrained(source)
+
+
+def _cmd_convert(args) -> int:
+    from codec12.cli import CLIError
+    from codec12.convert.mimi import save_mimi
+
+    out = Path(args.output)
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} exists (use -f to replace it)")
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out} exists and is not a directory")
+    codec = _load(args.source)
+    if args.format != "codec12" and codec.config.seanet.norm != "none":
+        codec.fold_weight_norm()
+    # Write next to the destination, then swap it in: an interrupted run leaves the old output intact.
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        if args.format == "codec12":
+            codec.save_pretrained(tmp)
+        else:
+            save_mimi(codec, tmp, layout="transformers" if args.format == "mimi" else "moshi")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    c = codec.config
+    n_params = sum(p.numel() for p in codec.parameters())
+    print(f"wrote {out} ({args.format}): {n_params / 1e6:.1f}M parameters, {c.sample_rate} Hz, "
+          f"{c.num_codebooks} codebooks, {c.bitrate / 1000:.2f} kbps with all of them")
+    return 0
