@@ -271,6 +271,10 @@ class Codec(nn.Module):
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
         """Load a bundled model by name, a local directory (codec12 or transformers Mimi format), or a hub id."""
         path = Path(name_or_dir)
+        if path.is_file() and path.suffix == ".safetensors":  # a moshi tokenizer-*.safetensors (Mimi weights)
+            from codec12.convert import mimi_from_pretrained
+
+            return mimi_from_pretrained(path).to(device).eval()
         if not path.is_dir():
             bundled = ASSETS_DIR / str(name_or_dir)
             if bundled.is_dir():
