@@ -1,0 +1,64 @@
+"""Releases: a trained codec as ``config.json`` + ``model.safetensors`` that ``Codec.from_pretrained`` loads.
+
+Training-only parts never reach a release: discriminators and distillation heads live outside the codec, and
+weight norm is folded into plain weights. The release is written under a temporary name, renamed into
+place, reloaded strictly and checked against the in-memory model on one known input.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from codec12.codec import Codec
+
+
+def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[str, torch.Tensor] | None = None,
+                   atol: float = 1e-5) -> Path:
+    """Write a release of ``codec`` to ``out_dir`` (replaced if it exists) and return it.
+
+    weights: optional parameter values by name (EMA weights) replacing the codec's parameters; buffers
+    (codebooks) come from the codec.
+    """
+    out_dir = Path(out_dir)
+    model = copy.deepcopy(codec).cpu().float().eval()
+    if weights is not None:
+        params = dict(model.named_parameters())
+        missing = sorted(set(params) - set(weights))
+        if missing:
+            raise ValueError(f"release weights are missing parameters {missing[:8]}")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(weights[name])
+    model.fold_weight_norm()
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        model.save_pretrained(tmp)
+        _check_reload(model, tmp, atol)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out_dir
+
+
+@torch.no_grad()
+def _check_reload(model: Codec, directory: Path, atol: float) -> None:
+    """Reload strictly and compare one encode/decode on a fixed input with the model that was saved."""
+    reloaded = Codec.from_pretrained(directory)
+    g = torch.Generator().manual_seed(0)
+    wav = 0.1 * torch.randn(1, model.channels, 2 * model.frame_size, generator=g)
+    codes = model.encode(wav)
+    if not torch.equal(codes, reloaded.encode(wav)):
+        raise RuntimeError(f"{directory}: the reloaded release encodes differently from the trained model")
+    diff = (model.decode(codes) - reloaded.decode(codes)).abs().max().item()
+    if diff > atol:
+        raise RuntimeError(f"{directory}: the reloaded release decodes differently (max diff {diff:.3g})")

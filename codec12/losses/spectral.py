@@ -1,0 +1,87 @@
+"""Reconstruction losses: waveform L1, multi-resolution STFT (auraloss) and multi-scale log-mel.
+
+Every loss is ``forward(pred, target) -> scalar`` on audio ``[B, C, T]`` (same shape). They run in float32
+whatever the autocast context: spectral magnitudes of bf16 audio are too coarse to train on.
+"""
+
+from __future__ import annotations
+
+import auraloss
+import torch
+import torch.nn.functional as F
+import torchaudio
+from torch import nn
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
+    if pred.shape != target.shape or pred.dim() != 3:
+        raise ValueError(f"{name}: pred and target must both be [B, C, T], got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+
+
+class L1WaveLoss(nn.Module):
+    """Mean absolute difference of the waveforms."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_pair(pred, target, "l1")
+        return F.l1_loss(pred.float(), target.float())
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Spectral convergence + log-magnitude L1 averaged over several STFT resolutions (auraloss).
+
+    Channels are folded into the batch, so stereo models compare each channel with its own target.
+    """
+
+    def __init__(self, fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256), hop_sizes: tuple[int, ...] | None = None,
+                 win_lengths: tuple[int, ...] | None = None) -> None:
+        super().__init__()
+        hop_sizes = tuple(hop_sizes or (n // 4 for n in fft_sizes))
+        win_lengths = tuple(win_lengths or fft_sizes)
+        if not (len(fft_sizes) == len(hop_sizes) == len(win_lengths)) or not fft_sizes:
+            raise ValueError(f"stft loss: fft_sizes {fft_sizes}, hop_sizes {hop_sizes} and win_lengths "
+                             f"{win_lengths} must be non-empty and of equal length")
+        self.loss = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=list(hop_sizes),
+                                                          win_lengths=list(win_lengths))
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_pair(pred, target, "stft")
+        b, c, t = pred.shape
+        with torch.autocast(pred.device.type, enabled=False):
+            return self.loss(pred.float().reshape(b * c, 1, t), target.float().reshape(b * c, 1, t))
+
+
+class MelLoss(nn.Module):
+    """L1 distance of log-mel spectrograms at several window sizes (DAC / Vocos style).
+
+    Built on torchaudio's mel filterbank (auraloss' mel scale needs librosa).
+    """
+
+    def __init__(self, sample_rate: int, n_mels: tuple[int, ...] = (80, 80, 80),
+                 win_lengths: tuple[int, ...] = (2048, 1024, 512), clamp: float = 1e-5) -> None:
+        super().__init__()
+        if len(n_mels) != len(win_lengths) or not n_mels:
+            raise ValueError(f"mel loss: n_mels {n_mels} and win_lengths {win_lengths} must be non-empty and of "
+                             f"equal length")
+        self.clamp = clamp
+        self.mels = nn.ModuleList([
+            torchaudio.transforms.MelSpectrogram(sample_rate=sample_rate, n_fft=win, win_length=win,
+                                                 hop_length=win // 4, n_mels=n, power=1.0, center=True)
+            for n, win in zip(n_mels, win_lengths)
+        ])
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_pair(pred, target, "mel")
+        with torch.autocast(pred.device.type, enabled=False):
+            pred, target = pred.float(), target.float()
+            total = pred.new_zeros(())
+            for mel in self.mels:
+                p = mel(pred).clamp(min=self.clamp).log10()
+                t = mel(target).clamp(min=self.clamp).log10()
+                total = total + F.l1_loss(p, t)
+            return total / len(self.mels)
+
+    def log_mel(self, wav: torch.Tensor) -> torch.Tensor:
+        """[C, T] or [B, C, T] -> log10 mel of the finest-time resolution (for spectrogram images)."""
+        with torch.autocast(wav.device.type, enabled=False):
+            return self.mels[-1](wav.float()).clamp(min=self.clamp).log10()

@@ -1,0 +1,39 @@
+"""``codec12 train RECIPE [--set key=value ...] [--out DIR] [--resume]`` (also under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+
+def _run(args: argparse.Namespace) -> int:
+    from codec12.train.recipe import load_recipe
+    from codec12.train.trainer import run
+
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    recipe = load_recipe(args.recipe, args.set)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
+    result = run(recipe, out, resume=args.resume, until_step=args.until_step, progress=not args.no_progress)
+    if rank == 0:
+        print(f"stopped at step {result.step}; checkpoint {result.checkpoint}"
+              + (f"; release {result.release}" if result.release else ""))
+    return 0
+
+
+def add_parsers(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a codec from a recipe (runs under torchrun for several processes)",
+                              description="Train a codec from a recipe file (JSON or TOML). Bundled recipes can be "
+                                          "named without a path: base, mimi-24k, fsq-24k, tiny-16k-cpu.")
+    p.add_argument("recipe", help="recipe file, or the name of a bundled recipe")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set train.steps=1000 --set data.train=/data/speech")
+    p.add_argument("--out", help="run directory for logs, checkpoints and the release (default: runs/RECIPE)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--until-step", type=int, default=None,
+                   help="stop with a checkpoint at this step (continue later with --resume)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)

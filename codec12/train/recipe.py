@@ -1,0 +1,342 @@
+"""Training recipes: small JSON/TOML files that name a base recipe and state only what differs.
+
+``load_recipe(path, overrides)`` resolves the ``base`` chain (paths relative to the file naming them),
+deep-merges each file over its base (objects merge, everything else replaces), applies ``--set a.b=value``
+overrides and validates the result into a frozen :class:`Recipe`. Unknown keys are errors naming the key.
+Free-form sections: ``model.overrides`` (checked by :class:`~codec12.config.CodecConfig`), ``losses.weights``
+and ``losses.schedules`` (checked against the losses a run computes) and ``distill`` (checked by
+``codec12.distill``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from codec12.config import CodecConfig
+from codec12.losses.balancer import WeightSchedule
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+_FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedules"), ("distill",)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRecipe:
+    """preset: a CodecConfig preset; overrides: nested CodecConfig fields replacing the preset's."""
+
+    preset: str = "c12-tiny-16k"
+    overrides: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.overrides, dict):
+            raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
+
+    def codec_config(self) -> CodecConfig:
+        base = CodecConfig.from_preset(self.preset).to_dict()
+        merged = _merge(base, self.overrides, "model.overrides", strict=True)
+        return CodecConfig.from_dict(merged, where="model.overrides")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataRecipe:
+    """train: directory of audio files or manifest (.jsonl with ``path`` [+ ``text``], .tsv with a header);
+    valid: the same for validation, or null to hold out ``valid_fraction`` of ``train`` (by file-name hash).
+    At most ``valid_max_files`` are validated (their first ``valid_seconds``). Training crops are
+    ``crop_frames`` whole 80 ms frames; ``loudness_db`` is the RMS level (dBFS) each crop is scaled to (null:
+    no normalization)."""
+
+    train: str = "data/train"
+    valid: str | None = None
+    valid_fraction: float = 0.02
+    valid_max_files: int = 16
+    valid_seconds: float = 4.0
+    crop_frames: int = 25
+    batch_size: int = 8
+    loudness_db: float | None = -23.0
+    max_gain_db: float = 30.0
+    num_workers: int = 0
+    cache: bool = False
+
+    def __post_init__(self):
+        if not 0.0 <= self.valid_fraction < 1.0:
+            raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
+        for name in ("crop_frames", "batch_size", "valid_max_files"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0 or self.valid_seconds <= 0:
+            raise ValueError("data.num_workers must be >= 0 and data.valid_seconds > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossRecipe:
+    """weights: loss name -> weight (0 = logged only); schedules: name -> WeightSchedule fields;
+    gan: ``hinge`` or ``lsgan``; stft_*/mel_*: resolutions of the reconstruction losses."""
+
+    weights: dict = field(default_factory=lambda: {
+        "l1": 0.0, "stft": 1.0, "mel": 1.0, "commitment": 1.0,
+        "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
+    schedules: dict = field(default_factory=dict)
+    gan: str = "hinge"
+    stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)
+    mel_n_mels: tuple[int, ...] = (80, 80, 80)
+    mel_win_lengths: tuple[int, ...] = (2048, 1024, 512)
+
+    def __post_init__(self):
+        if self.gan not in ("hinge", "lsgan"):
+            raise ValueError(f"losses.gan must be 'hinge' or 'lsgan', got {self.gan!r}")
+        for name, w in self.weights.items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+                raise ValueError(f"losses.weights.{name} must be a number >= 0, got {w!r}")
+        self.weight_schedules()
+
+    def weight_schedules(self) -> dict[str, WeightSchedule]:
+        out = {}
+        for name, spec in self.schedules.items():
+            if not isinstance(spec, dict):
+                raise ValueError(f"losses.schedules.{name} must be an object, got {spec!r}")
+            out[name] = _build(WeightSchedule, spec, f"losses.schedules.{name}")
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscriminatorRecipe:
+    """msstft_*: multi-scale STFT discriminator; mpd_*: multi-period discriminator. A discriminator is built
+    only when one of its losses (``adv_*`` / ``feat_*``) has a non-zero weight. ``start_step``: adversarial
+    training starts there (reconstruction losses alone before)."""
+
+    msstft_n_ffts: tuple[int, ...] = (2048, 1024, 512, 256, 128)
+    msstft_channels: int = 32
+    mpd_periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    mpd_channels: int = 32
+    start_step: int = 0
+
+    def __post_init__(self):
+        if self.msstft_channels < 1 or self.mpd_channels < 1 or self.start_step < 0:
+            raise ValueError("discriminators: channels must be >= 1 and start_step >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimRecipe:
+    """AdamW for the generator (codec + distillation heads) and the discriminators; linear warmup then
+    ``cosine``/``linear`` decay to ``min_lr_ratio`` x lr at the last step, or ``constant``."""
+
+    lr: float = 3e-4
+    disc_lr: float = 3e-4
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    warmup_steps: int = 500
+    schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    disc_grad_clip: float = 1.0
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "linear", "constant"):
+            raise ValueError(f"optim.schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
+        if self.lr <= 0 or self.disc_lr <= 0 or len(self.betas) != 2:
+            raise ValueError("optim: lr and disc_lr must be > 0 and betas a pair")
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("optim: warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainRecipe:
+    """steps: optimizer steps; every ``*_every`` counts steps. ``ema_decay`` 0 disables EMA weights (the
+    release uses EMA weights when on). ``max_bad_steps``: consecutive non-finite steps before aborting.
+    ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``threads``: CPU threads (null: torch's
+    default)."""
+
+    steps: int = 100_000
+    log_every: int = 50
+    valid_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    ema_decay: float = 0.0
+    bf16: bool = True
+    max_bad_steps: int = 10
+    export: bool = True
+    audio_samples: int = 2
+    device: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self):
+        for name in ("steps", "log_every", "valid_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recipe:
+    """A whole training run. ``distill`` is the ``codec12.distill`` section (null: no distillation)."""
+
+    description: str = ""
+    seed: int = 0
+    model: ModelRecipe = field(default_factory=ModelRecipe)
+    data: DataRecipe = field(default_factory=DataRecipe)
+    losses: LossRecipe = field(default_factory=LossRecipe)
+    discriminators: DiscriminatorRecipe = field(default_factory=DiscriminatorRecipe)
+    optim: OptimRecipe = field(default_factory=OptimRecipe)
+    train: TrainRecipe = field(default_factory=TrainRecipe)
+    distill: dict | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "recipe") -> "Recipe":
+        data = {k: v for k, v in data.items() if k != "base"}
+        return _build(cls, data, where)
+
+    def replace(self, **sections) -> "Recipe":
+        """Copy with values replaced: ``recipe.replace(train={"steps": 2})`` merges into the section."""
+        return Recipe.from_dict(_merge(self.to_dict(), sections, "replace", strict=True))
+
+
+_SECTIONS = {"model": ModelRecipe, "data": DataRecipe, "losses": LossRecipe, "discriminators": DiscriminatorRecipe,
+             "optim": OptimRecipe, "train": TrainRecipe}
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown} (known: {sorted(fields)})")
+    kwargs = {}
+    for name, value in data.items():
+        if cls is Recipe and name in _SECTIONS:
+            value = _build(_SECTIONS[name], value, f"{where}.{name}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _merge(base: dict, update: dict, where: str, strict: bool, path: tuple[str, ...] = ()) -> dict:
+    """Deep-merge ``update`` into a copy of ``base``. ``strict``: keys must exist in ``base`` except below
+    free-form sections."""
+    if not isinstance(update, dict):
+        raise ValueError(f"{where}: expected an object at {'.'.join(path) or 'top level'}, got {update!r}")
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        sub = path + (key,)
+        free = any(path[:len(f)] == f for f in _FREE_FORM)
+        if strict and key not in out and not free:
+            raise ValueError(f"{where}: unknown key {'.'.join(sub)!r}")
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value, where, strict, sub)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def read_recipe_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """Read a recipe file and its ``base`` chain into one merged (unvalidated) dict."""
+    path = Path(path)
+    if not path.is_file() and not path.suffix and (RECIPES_DIR / f"{path}.json").is_file():
+        path = RECIPES_DIR / f"{path}.json"  # a bundled recipe by name: ``codec12 train tiny-16k-cpu``
+    path = path.resolve()
+    if path in _seen:
+        raise ValueError(f"{path}: recipe base chain loops ({' -> '.join(str(p) for p in _seen)})")
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read recipe ({e.strerror or e})") from e
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # Python >= 3.11; JSON recipes work everywhere
+
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (json.JSONDecodeError, ValueError) as e:  # tomllib.TOMLDecodeError is a ValueError
+        raise ValueError(f"{path}: not a valid {'TOML' if path.suffix == '.toml' else 'JSON'} recipe: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a recipe must be an object")
+    base_name = data.pop("base", None)
+    if base_name is None:
+        return data
+    base = read_recipe_file(path.parent / base_name, _seen + (path,))
+    # The base is complete; a derived recipe may not invent keys (typos), except in free-form sections.
+    return _merge(base, data, str(path), strict=True)
+
+
+def coerce(value: str, current: Any, key: str) -> Any:
+    """Parse a ``--set`` value: JSON when it parses (numbers, true/false, null, lists, objects), a plain string
+    otherwise; then matched to the type of the value it replaces (an int where a float was, etc.)."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    if current is None or parsed is None:
+        return parsed
+    if isinstance(current, bool):
+        if not isinstance(parsed, bool):
+            raise ValueError(f"--set {key}: expected true or false, got {value!r}")
+        return parsed
+    if isinstance(current, float) and isinstance(parsed, int) and not isinstance(parsed, bool):
+        return float(parsed)
+    if isinstance(current, (int, float)) and not isinstance(parsed, (int, float)):
+        raise ValueError(f"--set {key}: expected a number, got {value!r}")
+    if isinstance(current, str) and not isinstance(parsed, str):
+        return value  # e.g. a data path that looks like a number
+    if isinstance(current, list) and not isinstance(parsed, list):
+        raise ValueError(f"--set {key}: expected a JSON list such as [1,2], got {value!r}")
+    return parsed
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``key.path=value`` strings to a merged recipe dict (a copy is returned)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set {item!r}: expected key=value (e.g. train.steps=1000)")
+        key, value = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ValueError(f"--set {item!r}: bad key {key!r}")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            sub = tuple(parts[:i + 1])
+            free = any(sub[:len(f)] == f for f in _FREE_FORM) or any(sub == f[:len(sub)] for f in _FREE_FORM)
+            if part not in node or node[part] is None:
+                if not free:
+                    raise ValueError(f"--set {key}: unknown key {'.'.join(sub)!r}")
+                node[part] = {}
+            node = node[part]
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {key}: {'.'.join(sub)!r} is not an object")
+        last = parts[-1]
+        in_free = any(tuple(parts[:-1])[:len(f)] == f for f in _FREE_FORM)
+        if last not in node and not in_free:
+            raise ValueError(f"--set {key}: unknown key {key!r}")
+        node[last] = coerce(value, node.get(last), key)
+    return data
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Recipe file (+ base chain) + ``--set`` overrides -> validated :class:`Recipe`."""
+    data = read_recipe_file(path)
+    data = _merge(Recipe().to_dict(), data, str(path), strict=True)
+    data = apply_overrides(data, overrides)
+    return Recipe.from_dict(data, where=str(path))

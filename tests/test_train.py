@@ -1,0 +1,436 @@
+"""Training: losses, recipes, data, the loop (smoke runs of each recipe, exact resume, NaN guard, torchrun),
+checkpoints and the release. Everything at tiny width on generated audio, one thread."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+from conftest import speechlike, tiny_config
+from safetensors.torch import load_file
+from torch import nn
+
+from codec12 import Codec
+from codec12.cli import main as cli_main
+from codec12.losses import (
+    AdversarialLoss,
+    Balancer,
+    FeatureMatchingLoss,
+    MelLoss,
+    MultiPeriodDiscriminator,
+    MultiResolutionSTFTLoss,
+    MultiScaleSTFTDiscriminator,
+    WeightSchedule,
+    discriminator_loss,
+    generator_loss,
+)
+from codec12.train import NonFiniteError, Recipe, load_recipe, run
+from codec12.train.data import AudioCrops, DrawSampler, read_items, split_items
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "recipes"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: one thread is much faster than two, above all when the cores are shared."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_overrides(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "shared") -> dict:
+    """CodecConfig fields that shrink a preset to a few thousand parameters (keeping its quantizer kind)."""
+    data = tiny_config(sample_rate, acoustic, layout).to_dict()
+    for key in ("format_version", "name"):
+        data.pop(key)
+    data["transformer"]["num_layers"] = 1
+    return data
+
+
+# Small discriminators and spectral losses sized for 0.32 s crops.
+TINY = {
+    "data": {"crop_frames": 4, "batch_size": 2, "valid_fraction": 0.2, "valid_seconds": 0.5, "num_workers": 0},
+    "discriminators": {"msstft_n_ffts": [256, 128], "msstft_channels": 2, "mpd_periods": [2, 3], "mpd_channels": 1},
+    "losses": {"stft_fft_sizes": [512, 256, 128], "mel_n_mels": [40, 40], "mel_win_lengths": [512, 256]},
+    "train": {"steps": 2, "log_every": 1, "valid_every": 2, "checkpoint_every": 100, "threads": 1,
+              "audio_samples": 1},
+}
+
+
+def tiny_recipe(name: str, data_dir: Path, **sections) -> Recipe:
+    """A bundled recipe at tiny width, reading ``data_dir``."""
+    recipe = load_recipe(RECIPES / f"{name}.json")
+    preset = recipe.model.preset
+    kind = {"c12-mimi-24k": (24000, "rvq", "shared"), "c12-fsq-24k": (24000, "fsq", "concat"),
+            "c12-tiny-16k": (16000, "rvq", "shared")}[preset]
+    changes = json.loads(json.dumps(TINY))
+    changes["data"]["train"] = str(data_dir)
+    changes["data"]["valid"] = None
+    keep_q = {k: v for k, v in recipe.model.overrides.get("quantizer", {}).items()}
+    overrides = tiny_overrides(*kind)
+    overrides["quantizer"].update(keep_q)
+    changes["model"] = {"overrides": overrides}
+    for section, values in sections.items():
+        changes.setdefault(section, {}).update(values)
+    # ``replace`` merges into the recipe; model.overrides is replaced wholesale by building it here.
+    data = recipe.to_dict()
+    data["model"]["overrides"] = {}
+    return Recipe.from_dict(data).replace(**changes)
+
+
+@pytest.fixture(scope="module")
+def audio_dir(tmp_path_factory) -> Path:
+    """Generated speech-like files at 16 and 24 kHz (resampled on load), plus one corrupt file."""
+    d = tmp_path_factory.mktemp("audio")
+    for i in range(5):
+        rate = 16000 if i % 2 else 24000
+        sf.write(str(d / f"utt{i}.wav"), speechlike(1.0 + 0.3 * i, rate, seed=i), rate)
+    (d / "corrupt.wav").write_bytes(b"RIFF not really a wav file")
+    return d
+
+
+class FakeDistiller(nn.Module):
+    """A stand-in for ``codec12.distill``: a trainable projection of the semantic branch; its loss is
+    non-finite at the steps in ``nan_at`` (counted in calls)."""
+
+    def __init__(self, dim: int, nan_at: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.proj = nn.Conv1d(dim, 4, 1)
+        self.nan_at = nan_at
+        self.calls = 0
+        self.texts: list = []
+
+    def forward(self, wav, output, batch):
+        self.texts.append(batch["text"])
+        loss = self.proj(output.semantic.float()).pow(2).mean()
+        if self.calls in self.nan_at:
+            loss = loss * float("nan")
+        self.calls += 1
+        return {"distill_fake": loss}
+
+
+def fake_builder(nan_at=()):
+    made = []
+
+    def build(cfg, codec):
+        made.append(FakeDistiller(codec.quantizer.semantic.dim, nan_at))
+        return made[-1]
+
+    build.made = made
+    return build
+
+
+def with_fake_distill(recipe: Recipe, weight: float = 1.0) -> Recipe:
+    data = recipe.to_dict()
+    data["distill"] = {"fake": True}
+    data["losses"]["weights"]["distill_fake"] = weight
+    return Recipe.from_dict(data)
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+# ---- losses -----------------------------------------------------------------------------------------------
+def test_gan_objectives_on_known_logits():
+    real, fake = [torch.tensor([2.0, 0.5])], [torch.tensor([-2.0, 0.5])]
+    # hinge: relu(1 - r) = [0, 0.5] -> 0.25; relu(1 + f) = [0, 1.5] -> 0.75
+    assert discriminator_loss(real, fake, "hinge").item() == pytest.approx(1.0)
+    assert generator_loss(fake, "hinge").item() == pytest.approx((3.0 + 0.5) / 2)
+    # least squares: (1 - r)^2 = [1, 0.25]; f^2 = [4, 0.25]
+    assert discriminator_loss(real, fake, "lsgan").item() == pytest.approx(0.625 + 2.125)
+    with pytest.raises(ValueError, match="GAN loss"):
+        generator_loss(fake, "wgan")
+
+
+def test_discriminators_and_feature_matching():
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(2, 1, 4000)
+    for disc, n in ((MultiScaleSTFTDiscriminator((256, 128), channels=4), 2),
+                    (MultiPeriodDiscriminator((2, 3, 5), channels=2), 3)):
+        outs = disc(wav)
+        assert len(outs) == n and all(o.logits.shape[0] == 2 and o.features for o in outs)
+        assert FeatureMatchingLoss()(outs, outs).item() == 0.0
+        adv = AdversarialLoss(disc)
+        pred = (wav + 0.05 * torch.randn_like(wav)).requires_grad_()
+        g = adv.generator_loss(pred, wav)
+        assert g.feature_matching.item() > 0
+        (g.adversarial + g.feature_matching).backward()
+        assert pred.grad is not None and pred.grad.abs().sum() > 0
+        d_loss = adv.discriminator_loss(pred, wav)
+        assert d_loss.requires_grad and torch.isfinite(d_loss)
+
+
+def test_reconstruction_losses_zero_on_identity_and_grow_with_noise():
+    wav = torch.from_numpy(speechlike(0.5, 16000).T)[None]
+    noisy = wav + 0.05 * torch.randn_like(wav)
+    for loss in (MultiResolutionSTFTLoss((512, 256)), MelLoss(16000, (40,), (512,))):
+        assert loss(wav, wav).item() == pytest.approx(0.0, abs=1e-6)
+        assert loss(noisy, wav).item() > 0.01
+    with pytest.raises(ValueError, match="must both be"):
+        MelLoss(16000)(wav, wav[..., :100])
+
+
+def test_balancer_weights_by_name_and_schedules():
+    losses = {"l1": torch.tensor(2.0), "stft": torch.tensor(3.0), "feat": torch.tensor(5.0)}
+    b = Balancer({"l1": 1.0, "stft": 0.0, "feat": 2.0}, {"l1": WeightSchedule(end_weight=0.0, steps=10)})
+    assert b(losses, 0).item() == pytest.approx(2.0 + 10.0)
+    assert b(losses, 5).item() == pytest.approx(0.5 * 2.0 + 10.0)
+    assert b(losses, 50).item() == pytest.approx(10.0)
+    with pytest.raises(ValueError, match="has no weight"):
+        b({"typo": torch.tensor(1.0)}, 0)
+    with pytest.raises(ValueError, match="no entry in losses.weights"):
+        Balancer({"l1": 1.0}, {"mel": WeightSchedule()})
+
+
+# ---- recipes ----------------------------------------------------------------------------------------------
+def test_base_recipe_states_every_default():
+    data = json.loads((RECIPES / "base.json").read_text())
+    data.pop("description")
+    defaults = Recipe().to_dict()
+    defaults.pop("description")
+    assert data == defaults
+
+
+def test_recipes_state_only_differences_and_load(tmp_path):
+    for name in ("mimi-24k", "fsq-24k", "tiny-16k-cpu"):
+        raw = json.loads((RECIPES / f"{name}.json").read_text())
+        assert raw["base"] == "base.json"
+        recipe = load_recipe(RECIPES / f"{name}.json")
+        recipe.model.codec_config()  # presets and overrides valid
+    mimi = load_recipe(RECIPES / "mimi-24k.json")
+    assert {k for k, v in mimi.losses.weights.items() if v} == {"commitment", "adv_msstft", "feat_msstft",
+                                                               "distill_cosine"}
+    assert mimi.model.codec_config().quantizer.unquantized_rate == 0.5
+    assert mimi.distill["teacher"] == "ssl" and "wavlm-large" in mimi.distill["model"]
+    fsq = load_recipe(RECIPES / "fsq-24k.json")
+    sched = fsq.losses.weight_schedules()
+    assert sched["l1"](1.0, 0) == 1.0 and sched["l1"](1.0, 10**6) == 0.0
+    assert len(fsq.discriminators.msstft_n_ffts) == 8 and fsq.losses.weights["commitment"] == 0.1
+
+
+def test_recipe_overrides_coerce_and_reject_unknown_keys(tmp_path):
+    r = load_recipe(RECIPES / "tiny-16k-cpu.json",
+                    ["train.steps=7", "optim.lr=1", "train.bf16=false", "data.train=123",
+                     "model.overrides.quantizer.num_acoustic=5", "losses.weights.l1=0.5",
+                     "discriminators.msstft_n_ffts=[64,32]", "data.loudness_db=null"])
+    assert r.train.steps == 7 and r.optim.lr == 1.0 and isinstance(r.optim.lr, float)
+    assert r.train.bf16 is False and r.data.train == "123" and r.data.loudness_db is None
+    assert r.model.codec_config().quantizer.num_acoustic == 5
+    assert r.losses.weights["l1"] == 0.5 and r.discriminators.msstft_n_ffts == (64, 32)
+    with pytest.raises(ValueError, match="unknown key 'train.stepz'"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["train.stepz=3"])
+    with pytest.raises(ValueError, match="expected a number"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["train.steps=many"])
+    with pytest.raises(ValueError, match="model.overrides: unknown key .seanet.dimensions."):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["model.overrides.seanet.dimensions=3"]).model.codec_config()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"base": str(RECIPES / "base.json"), "optim": {"learning_rate": 1.0}}))
+    with pytest.raises(ValueError, match="unknown key 'optim.learning_rate'"):
+        load_recipe(bad)
+    toml = tmp_path / "mine.toml"
+    toml.write_text(f'base = "{RECIPES / "tiny-16k-cpu.json"}"\n[train]\nsteps = 3\n')
+    assert load_recipe(toml).train.steps == 3 and load_recipe(toml).data.batch_size == 4
+
+
+# ---- data -------------------------------------------------------------------------------------------------
+def test_manifests_carry_text_and_ranks_draw_disjoint_items(tmp_path, write_wav):
+    paths = [write_wav(f"a/{i}.wav", 0.5, 16000, seed=i) for i in range(4)]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps({"path": f"a/{i}.wav", "text": f"t{i}"}) + "\n"
+                                              for i in range(4)))
+    (tmp_path / "m.tsv").write_text("path\ttext\n" + "".join(f"{p}\tt{i}\n" for i, p in enumerate(paths)))
+    for manifest in ("m.jsonl", "m.tsv"):
+        items = read_items(tmp_path / manifest)
+        assert [it.text for it in items] == ["t0", "t1", "t2", "t3"] and all(Path(it.path).is_file() for it in items)
+    items = read_items(tmp_path / "m.jsonl")
+    train, valid = split_items(items, 0.25, 8)
+    assert len(valid) == 1 and split_items(items, 0.25, 8) == (train, valid)
+    ds = AudioCrops(items, 16000, 1, 1280 * 2, seed=3)
+    item = ds[5]
+    assert item["audio"].shape == (1, 2560) and item["text"].startswith("t")
+    assert torch.equal(ds[5]["audio"], AudioCrops(items, 16000, 1, 2560, seed=3)[5]["audio"])
+    draws = [list(_take(DrawSampler(2, rank, 2, start_step=3), 6)) for rank in (0, 1)]
+    assert not set(draws[0]) & set(draws[1]) and draws[0][:2] == [12, 13]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no audio files"):
+        read_items(tmp_path / "empty")
+
+
+def _take(it, n):
+    for _, x in zip(range(n), it):
+        yield x
+
+
+# ---- training runs ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["tiny-16k-cpu", "fsq-24k", "mimi-24k"])
+def test_two_step_smoke_run_of_each_recipe(name, audio_dir, tmp_path):
+    builder = None
+    recipe = tiny_recipe(name, audio_dir, discriminators={"start_step": 0})
+    if recipe.distill is not None:
+        # No WavLM-Large offline: the same section with a small stand-in distiller.
+        builder = fake_builder()
+        weights = {k: v for k, v in recipe.losses.weights.items() if not k.startswith("distill_")}
+        data = recipe.to_dict()
+        data["losses"]["weights"] = {**weights, "distill_fake": 1.0}
+        recipe = Recipe.from_dict(data)
+    result = run(recipe, tmp_path / "run", build_distiller=builder, progress=False)
+    assert result.step == 2 and result.skipped_steps == []
+    logs = read_log(tmp_path / "run")
+    assert any(e.get("event") == "bad_file" and e["path"].endswith("corrupt.wav") for e in logs)
+    steps = [e for e in logs if "total" in e]
+    assert [e["step"] for e in steps] == [1, 2]
+    active = {k for k, v in recipe.losses.weights.items() if v}
+    assert active <= set(steps[-1]) and {"stft", "mel", "l1"} <= set(steps[-1])  # logged even at weight 0
+    assert "codebooks/perplexity_0" in steps[-1] and "lr/generator" in steps[-1]
+    assert any("valid/mel" in e for e in logs)
+    assert list((tmp_path / "run" / "tb").iterdir())
+    codec = Codec.from_pretrained(result.release)
+    assert codec.config.seanet.norm == "none"
+    if builder is not None:
+        assert builder.made[0].calls == 2
+        assert "distiller" in {p.stem for p in result.checkpoint.glob("*.safetensors")}
+
+
+def test_resume_is_exact(audio_dir, tmp_path):
+    """4 steps straight == 2 steps, resume, 2 more: every weight, codebook, optimizer moment and EMA."""
+    recipe = with_fake_distill(tiny_recipe(
+        "tiny-16k-cpu", audio_dir, losses={"weights": {"l1": 0.1, "adv_mpd": 1.0, "feat_mpd": 1.0}},
+        discriminators={"start_step": 1}, optim={"warmup_steps": 1},
+        train={"steps": 4, "valid_every": 100, "ema_decay": 0.9, "export": False}), 0.1)
+    straight = run(recipe, tmp_path / "a", build_distiller=fake_builder(), progress=False)
+    half = run(recipe, tmp_path / "b", until_step=2, build_distiller=fake_builder(), progress=False)
+    assert half.step == 2 and half.checkpoint.name == "step-00000002"
+    with pytest.raises(ValueError, match="already holds checkpoints"):
+        run(recipe, tmp_path / "b", build_distiller=fake_builder(), progress=False)
+    resumed = run(recipe, tmp_path / "b", resume=True, build_distiller=fake_builder(), progress=False)
+    assert straight.step == resumed.step == 4
+    a, b = straight.checkpoint, resumed.checkpoint
+    for name in ("model", "discriminators", "ema", "distiller", "optimizers"):
+        ta, tb = load_file(str(a / f"{name}.safetensors")), load_file(str(b / f"{name}.safetensors"))
+        assert ta.keys() == tb.keys()
+        for k in ta:
+            assert torch.equal(ta[k], tb[k]), f"{name}:{k} differs after resume"
+    # The run did move: the weights differ from step 2's.
+    mid = load_file(str(tmp_path / "b" / "checkpoints" / "step-00000002" / "model.safetensors"))
+    end = load_file(str(a / "model.safetensors"))
+    assert any(not torch.equal(mid[k], end[k]) for k in mid if k.endswith("original1"))
+    assert json.loads((a / "state.json").read_text())["lr"] == json.loads((b / "state.json").read_text())["lr"]
+
+
+def test_nan_batch_is_skipped_and_logged(audio_dir, tmp_path, monkeypatch):
+    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 3, "export": False})
+    original = AudioCrops.__getitem__
+
+    def poisoned(self, draw):
+        item = original(self, draw)
+        if draw // 2 == 1:  # step 1 (batch size 2)
+            item["audio"][0, 10] = float("nan")
+        return item
+
+    monkeypatch.setattr(AudioCrops, "__getitem__", poisoned)
+    result = run(recipe, tmp_path / "run", progress=False)
+    assert result.step == 3 and result.skipped_steps == [1]
+    events = [e for e in read_log(tmp_path / "run") if e.get("event") == "skipped_step"]
+    assert len(events) == 1 and events[0]["step"] == 1 and "non-finite input" in events[0]["reason"]
+    weights = load_file(str(result.checkpoint / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_nan_loss_is_skipped_and_repeated_nan_aborts(audio_dir, tmp_path):
+    recipe = with_fake_distill(tiny_recipe("tiny-16k-cpu", audio_dir,
+                                           train={"steps": 3, "export": False, "max_bad_steps": 2}))
+    result = run(recipe, tmp_path / "one", build_distiller=fake_builder(nan_at=(1,)), progress=False)
+    assert result.skipped_steps == [1]
+    event = next(e for e in read_log(tmp_path / "one") if e.get("event") == "skipped_step")
+    assert "distill_fake" in event["reason"]
+    with pytest.raises(NonFiniteError, match="2 consecutive steps skipped"):
+        run(recipe, tmp_path / "many", build_distiller=fake_builder(nan_at=(0, 1, 2)), progress=False)
+
+
+def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
+    recipe = with_fake_distill(tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 1, "ema_decay": 0.5}))
+    result = run(recipe, tmp_path / "run", build_distiller=fake_builder(), progress=False)
+    files = sorted(p.name for p in result.release.iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    tensors = load_file(str(result.release / "model.safetensors"))
+    assert not any("parametrizations" in k or "proj." == k[:5] or "discriminator" in k for k in tensors)
+    codec = Codec.from_pretrained(result.release)
+    wav = torch.from_numpy(speechlike(0.4, 16000).T)[None][..., :5 * codec.frame_size]
+    codes = codec.encode(wav)
+    audio = codec.decode(codes)
+    assert audio.shape == (1, 1, 5 * codec.frame_size) and torch.isfinite(audio).all()
+    # The release carries the EMA weights, not the last ones.
+    ema = load_file(str(result.checkpoint / "ema.safetensors"))
+    live = load_file(str(result.checkpoint / "model.safetensors"))
+    name = "quantizer.semantic.input_proj.weight"
+    assert torch.equal(tensors[name], ema[name]) and not torch.equal(tensors[name], live[name])
+    tensors["extra.weight"] = torch.zeros(1)
+    from codec12.codec import load_state_dict_strict
+
+    with pytest.raises(ValueError, match="unexpected tensors"):
+        load_state_dict_strict(Codec.from_config(codec.config), tensors, "release")
+
+
+def test_cli_train_and_its_errors(audio_dir, tmp_path, capsys):
+    recipe = tmp_path / "r.json"
+    data = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 1, "export": False}).to_dict()
+    data["base"] = str(RECIPES / "base.json")
+    recipe.write_text(json.dumps(data))
+    assert cli_main(["train", str(recipe), "--out", str(tmp_path / "o"), "--no-progress"]) == 0
+    assert (tmp_path / "o" / "checkpoints" / "step-00000001" / "model.safetensors").is_file()
+    assert cli_main(["train", str(recipe), "--set", "train.nope=1"]) == 1
+    assert "unknown key 'train.nope'" in capsys.readouterr().err
+    assert cli_main(["train", str(recipe), "--set", "data.train=/no/such/dir", "--out", str(tmp_path / "p")]) == 1
+    assert "/no/such/dir: no such directory or manifest" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_gloo(audio_dir, tmp_path):
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun not installed next to this Python")
+    recipe = tmp_path / "r.json"
+    data = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 2, "checkpoint_every": 100},
+                       discriminators={"start_step": 0}).to_dict()
+    recipe.write_text(json.dumps(data))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "codec12.cli", "train",
+                           str(recipe), "--out", str(tmp_path / "run"), "--no-progress"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ckpts = sorted((tmp_path / "run" / "checkpoints").glob("step-*"))
+    assert [p.name for p in ckpts] == ["step-00000002"]
+    state = json.loads((ckpts[0] / "state.json").read_text())
+    assert state["world_size"] == 2 and state["ranks_in_sync"] is True
+    assert len(list((tmp_path / "run" / "tb").iterdir())) == 1  # rank 0 only
+    assert Codec.from_pretrained(tmp_path / "run" / "release").num_codebooks == 4
+
+
+def test_mimi_recipe_with_a_real_ssl_teacher(audio_dir, tmp_path):
+    """The recipe's distill section goes to codec12.distill unchanged (a tiny random WavLM stands in for
+    WavLM-Large); the projection head trains and is checkpointed, never released."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("codec12.distill")
+    torch.manual_seed(0)
+    teacher = tmp_path / "wavlm"
+    transformers.WavLMModel(transformers.WavLMConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(teacher)
+    recipe = tiny_recipe("mimi-24k", audio_dir, train={"steps": 1})
+    data = recipe.to_dict()
+    data["distill"]["model"] = str(teacher)
+    data["distill"]["layer"] = 1
+    result = run(Recipe.from_dict(data), tmp_path / "run", progress=False)
+    step = next(e for e in read_log(tmp_path / "run") if "total" in e)
+    assert 0.0 < step["distill_cosine"] < 2.0
+    head = load_file(str(result.checkpoint / "distiller.safetensors"))
+    assert head and all(k.startswith("projection.") for k in head)
+    released = load_file(str(result.release / "model.safetensors"))
+    assert not any(k.startswith("projection.") for k in released)
