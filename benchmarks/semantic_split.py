@@ -1,0 +1,202 @@
+"""Does phonetic distillation make row 0 semantic? PNMI of row 0 vs row 1 with and without the CTC loss.
+
+Trains the same small 16 kHz codec twice from the same seed on espeak-ng speech (random English sentences,
+several voice variants): once with reconstruction (multi-resolution STFT) + commitment losses only, once with
+the phonetic teacher's CTC loss added (``codec12.distill``, transcript -> espeak-ng phonemes). Then measures
+PNMI and phone purity of the semantic row (0) and the first acoustic row (1) on held-out sentences, against
+frame labels from espeak-ng's own phoneme timing (phoneme events of libespeak-ng, exact for synthetic speech).
+
+    python benchmarks/semantic_split.py [--steps 300] [--train 160] [--test 40]
+
+Needs espeak-ng (Debian ``espeak-ng``, which ships libespeak-ng.so.1). CPU, about ten minutes at the
+defaults on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import random
+import time
+
+import numpy as np
+import torch
+import torchaudio
+from auraloss.freq import MultiResolutionSTFTLoss
+
+from codec12 import Codec, CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
+from codec12.distill import build_distiller, ipa_to_phones
+from codec12.distill.measure import intervals_to_frames, measure_codes
+
+WORDS = ("the a one two three red green blue big small old new cat dog bird fish man woman child house car road "
+         "tree water fire light night day sun moon star rain snow wind stone river hill city boat ship book "
+         "letter song voice hand head eye mouth heart friend mother father sister brother king queen people "
+         "runs walks sees hears finds keeps takes makes gives sings reads writes opens closes likes wants needs "
+         "quickly slowly never always often today again here there under over near behind with without from "
+         "into across bright dark warm cold happy sad strong quiet loud green yellow purple orange seven eight "
+         "nine ten shop market garden kitchen window door table chair bread cheese apple music thunder jungle "
+         "zebra giraffe village bridge castle mountain valley forest island ocean desert").split()
+VOICES = ("en-us", "en-us+m3", "en-us+m7", "en-us+f2", "en-us+f4", "en", "en+m5", "en+f3", "en-us+croak")
+
+
+class EspeakTimed:
+    """Synthesis with phoneme timing through libespeak-ng's phoneme events (IPA names, ms positions)."""
+
+    class _Id(ctypes.Union):
+        _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+    class _Event(ctypes.Structure):
+        pass
+
+    _Event._fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                       ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                       ("user_data", ctypes.c_void_p), ("id", _Id)]
+
+    def __init__(self) -> None:
+        try:
+            self.lib = ctypes.cdll.LoadLibrary("libespeak-ng.so.1")
+        except OSError as e:
+            raise SystemExit(f"needs libespeak-ng (apt-get install espeak-ng): {e}") from e
+        # AUDIO_OUTPUT_SYNCHRONOUS, phoneme events with IPA names
+        self.sample_rate = self.lib.espeak_Initialize(2, 0, None, 0x0001 | 0x0002)
+        callback_type = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                         ctypes.POINTER(self._Event))
+        self._callback = callback_type(self._on_audio)  # kept alive: the library holds a raw pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[float, str]] = []
+
+    def _on_audio(self, wav, n, events) -> int:
+        if n > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
+        i = 0
+        while events[i].type != 0:
+            if events[i].type == 7:  # espeakEVENT_PHONEME
+                self._events.append((events[i].audio_position / 1000, events[i].id.string.decode("utf-8", "replace")))
+            i += 1
+        return 0
+
+    def __call__(self, text: str, voice: str) -> tuple[np.ndarray, list[list]]:
+        """-> (float32 audio at ``sample_rate``, phone intervals ``[[start_s, end_s, phone], ...]``)."""
+        self._chunks, self._events = [], []
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise ValueError(f"espeak-ng voice {voice!r} not found")
+        data = text.encode()
+        self.lib.espeak_Synth(data, len(data) + 1, 0, 1, 0, 0, None, None)
+        self.lib.espeak_Synchronize()
+        wav = np.concatenate(self._chunks).astype(np.float32) / 32768
+        end = len(wav) / self.sample_rate
+        intervals, previous = [], 0.0
+        marks = self._events + [(end, "")]
+        for (start, name), (stop, _) in zip(marks[:-1], marks[1:]):
+            if start > previous:
+                intervals.append([previous, start, "sil"])
+            phones = ipa_to_phones(name)
+            intervals.append([start, max(start, stop), phones[0] if phones else "sil"])
+            previous = max(start, stop)
+        return wav, intervals
+
+
+def make_corpus(n: int, rng: random.Random, tts: EspeakTimed, sample_rate: int) -> list[dict]:
+    items = []
+    for _ in range(n):
+        text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6)))
+        wav, intervals = tts(text, rng.choice(VOICES))
+        wav = torchaudio.functional.resample(torch.from_numpy(wav), tts.sample_rate, sample_rate)
+        items.append({"text": text, "wav": wav * 0.9 / wav.abs().max().clamp_min(1e-4), "intervals": intervals})
+    return items
+
+
+def codec_config() -> CodecConfig:
+    return CodecConfig(
+        name="semantic-split-16k", sample_rate=16000,
+        seanet=SEANetConfig(dimension=64, n_filters=8, ratios=(8, 5, 4, 4)),
+        transformer=TransformerConfig(d_model=64, num_heads=4, num_layers=2, dim_feedforward=128, context=50),
+        latent_dim=64,
+        quantizer=QuantizerConfig(semantic_codebook_size=128, semantic_dim=32, num_acoustic=4,
+                                  acoustic_codebook_size=128, acoustic_dim=32),
+    )
+
+
+def collate(items: list[dict], frame_size: int) -> tuple[torch.Tensor, dict]:
+    length = max(len(x["wav"]) for x in items)
+    length += -length % frame_size
+    wav = torch.zeros(len(items), 1, length)
+    for i, x in enumerate(items):
+        wav[i, 0, : len(x["wav"])] = x["wav"]
+    return wav, {"text": [x["text"] for x in items]}
+
+
+def train(corpus: list[dict], steps: int, ctc_weight: float, batch_size: int, seed: int) -> tuple[Codec, list]:
+    torch.manual_seed(seed)
+    codec = Codec.from_config(codec_config()).train()
+    distiller = build_distiller({"teacher": "phonetic", "language": "en-us", "hidden": 128}, codec) \
+        if ctc_weight > 0 else None
+    params = list(codec.parameters()) + (list(distiller.parameters()) if distiller else [])
+    opt = torch.optim.AdamW(params, lr=2e-3, betas=(0.8, 0.99))
+    stft = MultiResolutionSTFTLoss(fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024])
+    rng = random.Random(seed)
+    log = []
+    for step in range(steps):
+        wav, batch = collate(rng.sample(corpus, batch_size), codec.frame_size)
+        out = codec(wav)
+        losses = {"stft": stft(out.audio, wav), "commitment": out.losses["commitment"]}
+        if distiller is not None:
+            losses.update(distiller(wav, out, batch))
+        total = losses["stft"] + losses["commitment"] + ctc_weight * losses.get("distill_ctc", 0.0)
+        opt.zero_grad()
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        if step % 50 == 0 or step == steps - 1:
+            log.append((step, {k: round(v.item(), 3) for k, v in losses.items()}))
+            print(f"  ctc_weight={ctc_weight} step {step}: {log[-1][1]}", flush=True)
+    return codec.eval(), log
+
+
+@torch.no_grad()
+def measure(codec: Codec, corpus: list[dict]) -> dict:
+    codes, labels = [], []
+    for x in corpus:
+        c = codec.encode(x["wav"][None, None], 2)[0]
+        codes.append(c)
+        labels.append(intervals_to_frames(x["intervals"], c.shape[-1]))
+    return measure_codes(codes, labels, (0, 1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--train", type=int, default=160, help="training sentences")
+    parser.add_argument("--test", type=int, default=40, help="held-out sentences")
+    parser.add_argument("--batch-size", type=int, default=6)
+    parser.add_argument("--ctc-weight", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run", choices=("both", "plain", "ctc"), default="both",
+                        help="train both models (default) or one, e.g. two processes side by side")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    tts = EspeakTimed()
+    rng = random.Random(args.seed)
+    train_set = make_corpus(args.train, rng, tts, 16000)
+    test_set = make_corpus(args.test, rng, tts, 16000)
+    hours = sum(len(x["wav"]) for x in train_set) / 16000 / 3600
+    print(f"corpus: {args.train} training sentences ({hours * 60:.1f} min), {args.test} held out")
+    results = {}
+    runs = {"plain": ("reconstruction only", 0.0), "ctc": ("+ phonetic CTC", args.ctc_weight)}
+    for name, weight in [runs[k] for k in runs if args.run in ("both", k)]:
+        start = time.time()
+        codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed)
+        results[name] = measure(codec, test_set)
+        print(f"  trained in {time.time() - start:.0f} s", flush=True)
+    print(f"\n{'model':<22} {'row':>3} {'PNMI':>6} {'purity':>7} {'baseline':>8} {'codes':>6}")
+    for name, rows in results.items():
+        for r, m in rows.items():
+            print(f"{name:<22} {r:>3} {m.pnmi:>6.3f} {m.purity:>7.3f} {m.purity_baseline:>8.3f} {m.codes_used:>6}")
+    n = next(iter(next(iter(results.values())).values())).num_frames
+    print(f"({n} labelled frames at 12.5 Hz; {args.steps} steps, batch {args.batch_size})")
+
+
+if __name__ == "__main__":
+    main()
