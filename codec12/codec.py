@@ -250,8 +250,17 @@ class Codec(nn.Module):
                 self._stream_batch = None
 
     # ---- checkpoints
+    def folded(self) -> "Codec":
+        """A new float32 CPU codec in eval mode with this one's weights and weight norm folded; ``self`` is
+        untouched. (Not ``copy.deepcopy`` + fold: a deep copy shares torch's generated parametrization classes
+        with the original, and folding the copy would remove the original's ``weight``.)"""
+        model = Codec.from_config(self.config)
+        model.load_state_dict({k: v.detach().cpu().float() for k, v in self.state_dict().items()})
+        return model.eval().fold_weight_norm()
+
     def fold_weight_norm(self) -> "Codec":
-        """Fold weight norm into plain weights in place; the config says ``norm='none'`` afterwards."""
+        """Fold weight norm into plain weights in place; the config says ``norm='none'`` afterwards. Use
+        :meth:`folded` for a folded copy."""
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
                 fold_norm(module)

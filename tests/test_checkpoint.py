@@ -71,6 +71,10 @@ def test_fold_weight_norm_keeps_outputs_and_reloads(tmp_path):
     assert any("parametrizations" in k for k in codec.state_dict())
     wav = 0.2 * torch.randn(1, 1, 4 * 1280)
     codes, audio = codec.encode(wav), codec.decode(codec.encode(wav))
+    folded = codec.folded()  # a copy: the original keeps its weight norm and still works
+    assert any("parametrizations" in k for k in codec.state_dict())
+    assert torch.equal(folded.encode(wav), codes) and torch.allclose(folded.decode(codes), audio, atol=1e-5)
+    assert torch.equal(codec.encode(wav), codes)
     codec.fold_weight_norm()
     assert codec.config.seanet.norm == "none" and not any("parametrizations" in k for k in codec.state_dict())
     assert torch.equal(codec.encode(wav), codes)

@@ -284,11 +284,7 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         raise ValueError("ONNX export needs at least one acoustic codebook")
 
     source_hash = codec.config.config_hash()
-    # A fresh model rather than copy.deepcopy: a deep copy shares torch's generated parametrization classes
-    # with the original, and folding the copy's weight norm would delete the original's ``weight`` property.
-    model = Codec.from_config(codec.config)
-    model.load_state_dict({k: v.detach().cpu().float() for k, v in codec.state_dict().items()})
-    model = model.eval().fold_weight_norm()
+    model = codec.folded()
     for p in model.parameters():
         p.requires_grad_(False)
     quant = _QuantizerGraph(model.quantizer).eval()

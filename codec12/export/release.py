@@ -7,7 +7,6 @@ place, reloaded strictly and checked against the in-memory model on one known in
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 from pathlib import Path
@@ -25,16 +24,17 @@ def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[st
     (codebooks) come from the codec.
     """
     out_dir = Path(out_dir)
-    model = copy.deepcopy(codec).cpu().float().eval()
+    state = {k: v.detach().cpu().float() for k, v in codec.state_dict().items()}
     if weights is not None:
-        params = dict(model.named_parameters())
+        params = [name for name, _ in codec.named_parameters()]
         missing = sorted(set(params) - set(weights))
         if missing:
             raise ValueError(f"release weights are missing parameters {missing[:8]}")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(weights[name])
-    model.fold_weight_norm()
+        state.update({name: weights[name].detach().cpu().float() for name in params})
+    # a fresh model, not copy.deepcopy: see Codec.folded
+    model = Codec.from_config(codec.config)
+    model.load_state_dict(state)
+    model = model.eval().fold_weight_norm()
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
