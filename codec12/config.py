@@ -309,8 +309,8 @@ PRESETS: dict[str, CodecConfig] = {
         transformer=TransformerConfig(d_model=256, num_heads=4, num_layers=2, dim_feedforward=1024, context=125),
         latent_dim=256,
         quantizer=QuantizerConfig(
-            semantic_codebook_size=1024, semantic_dim=128, num_acoustic=11,
-            acoustic_codebook_size=1024, acoustic_dim=128, unquantized_rate=0.25,
+            semantic_codebook_size=1024, semantic_dim=64, num_acoustic=11,
+            acoustic_codebook_size=1024, acoustic_dim=64, unquantized_rate=0.25,
         ),
     ),
 }
