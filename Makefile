@@ -27,6 +27,11 @@ sysdeps:
 	  else echo "warning: missing Debian packages:$$missing (tests that need them are skipped)"; fi; \
 	fi
 
+demo: install
+	$(BIN)/codec12 tokenize examples --out out/demo/tokens
+	$(BIN)/codec12 detokenize out/demo/tokens --out out/demo/audio
+	@echo "tokens: out/demo/tokens (Parquet shards + codec12_meta.json); decoded audio: out/demo/audio"
+
 test: install
 	$(BIN)/python -m pytest -q
 

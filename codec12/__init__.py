@@ -4,9 +4,7 @@ Names are imported lazily, so that ``import codec12.export.runtime`` (numpy + on
 pull in torch.
 """
 
-from __future__ import annotations
-
-import importlib
+from codec12._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -22,13 +20,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'codec12' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

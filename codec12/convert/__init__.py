@@ -1,21 +1,15 @@
 """Converters from other codecs' checkpoints into codec12 models (and back where the topology allows)."""
 
-from codec12.convert.mimi import (
-    codec12_to_mimi_state,
-    detect_layout,
-    mimi_codec_config,
-    mimi_config_dict,
-    mimi_from_pretrained,
-    mimi_state_to_codec12,
-    save_mimi,
-)
+from codec12._lazy import lazy_exports
 
-__all__ = [
-    "codec12_to_mimi_state",
-    "detect_layout",
-    "mimi_codec_config",
-    "mimi_config_dict",
-    "mimi_from_pretrained",
-    "mimi_state_to_codec12",
-    "save_mimi",
-]
+_EXPORTS = {
+    "codec12_to_mimi_state": "codec12.convert.mimi",
+    "detect_layout": "codec12.convert.mimi",
+    "mimi_codec_config": "codec12.convert.mimi",
+    "mimi_config_dict": "codec12.convert.mimi",
+    "mimi_from_pretrained": "codec12.convert.mimi",
+    "mimi_state_to_codec12": "codec12.convert.mimi",
+    "save_mimi": "codec12.convert.mimi",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,19 +1,20 @@
 """Datasets: finding audio inputs, tokenizing them into Parquet shards, and decoding them back."""
 
-from codec12.data.inputs import AudioInput, discover_inputs, partition, read_manifest
-from codec12.data.tokenize import (
-    DetokenizeSummary,
-    TokenizeOptions,
-    TokenizeSummary,
-    detokenize_dataset,
-    read_meta,
-    read_tokenized,
-    shard_paths,
-    tokenize_dataset,
-)
+from codec12._lazy import lazy_exports
 
-__all__ = [
-    "AudioInput", "DetokenizeSummary", "TokenizeOptions", "TokenizeSummary", "detokenize_dataset",
-    "discover_inputs", "partition", "read_manifest", "read_meta", "read_tokenized", "shard_paths",
-    "tokenize_dataset",
-]
+_EXPORTS = {
+    "AudioInput": "codec12.data.inputs",
+    "DetokenizeSummary": "codec12.data.tokenize",
+    "TokenizeOptions": "codec12.data.tokenize",
+    "TokenizeSummary": "codec12.data.tokenize",
+    "detokenize_dataset": "codec12.data.tokenize",
+    "discover_inputs": "codec12.data.inputs",
+    "partition": "codec12.data.inputs",
+    "read_manifest": "codec12.data.inputs",
+    "read_meta": "codec12.data.tokenize",
+    "read_tokenized": "codec12.data.tokenize",
+    "shard_paths": "codec12.data.tokenize",
+    "tokenize_dataset": "codec12.data.tokenize",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -31,9 +31,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -51,7 +54,7 @@ class CodeMeasure:
 
 def code_measure(codes: Sequence[int] | np.ndarray | torch.Tensor, labels: Sequence) -> CodeMeasure:
     """codes: [N] ints; labels: [N] hashable phone labels (same frames) -> :class:`CodeMeasure`."""
-    codes = np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes).reshape(-1)
+    codes = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes).reshape(-1)
     if len(codes) != len(labels):
         raise ValueError(f"codes ({len(codes)} frames) and labels ({len(labels)} frames) differ in length")
     if len(codes) == 0:
@@ -151,6 +154,7 @@ def ctc_frame_labels(log_probs: torch.Tensor, targets: Sequence[int], upsample: 
     [T' * upsample, V] (e.g. the phonetic head's output): each step takes the last phone emitted at or
     before it, then each codec frame takes its most common step label. Steps before the first phone are
     unlabelled."""
+    import torch
     import torchaudio.functional as AF
 
     if not targets:

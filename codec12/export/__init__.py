@@ -4,9 +4,7 @@ Names are imported lazily: ``from codec12.export import OnnxCodec`` loads only n
 ``export_onnx`` pulls in torch when first used.
 """
 
-from __future__ import annotations
-
-import importlib
+from codec12._lazy import lazy_exports
 
 _EXPORTS = {
     "OnnxCodec": "codec12.export.runtime",
@@ -15,13 +13,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'codec12.export' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -15,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 MAGIC = b"C12\x00"
 VERSION = 1
 _HEAD = struct.Struct("<4sBI")
 
 
-def write_c12(path: str | os.PathLike, codes: torch.Tensor | np.ndarray, header: dict[str, Any]) -> None:
-    """Write codes [K, T'] (values < 65536) with ``header``; temp file then rename."""
-    codes = np.asarray(codes.cpu() if isinstance(codes, torch.Tensor) else codes)
+def write_c12(path: str | os.PathLike, codes, header: dict[str, Any]) -> None:
+    """Write codes [K, T'] (a numpy array or a torch tensor, values < 65536) with ``header``; temp file then
+    rename."""
+    codes = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes)
     if codes.ndim != 2:
         raise ValueError(f"{path}: codes must be [K, T'], got shape {codes.shape}")
     if codes.size and (codes.min() < 0 or codes.max() > 65535):
@@ -91,6 +91,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
+    import torch
+
     from codec12 import Codec, save_audio
 
     out = _output_path(Path(args.output), args.force)

@@ -383,30 +383,4 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
 
 # ---- command line
 
-def _cmd_export_onnx(args) -> int:
-    from codec12.cli import CLIError
-    from codec12.codec import Codec
-
-    out = Path(args.out_dir)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"{out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise CLIError(f"{out} is not empty; pass -f to overwrite its files")
-    codec = Codec.from_pretrained(args.model)
-    result = export_onnx(codec, out, opset=args.opset, overwrite=args.force)
-    size = sum(p.stat().st_size for p in result.files.values())
-    print(f"wrote {len(result.files)} graphs + {SIDECAR_NAME} to {out} ({size / 1e6:.1f} MB)")
-    return 0
-
-
-def add_parsers(export_sub) -> None:
-    """Register ``export onnx`` under the ``export`` group (see :mod:`codec12.export.cli`)."""
-    p = export_sub.add_parser("onnx", help="export a model to ONNX (offline + streaming graphs, JSON sidecar)")
-    p.add_argument("model", help="model directory or bundled model name")
-    p.add_argument("out_dir", help="output directory")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (>= 17, default {DEFAULT_OPSET})")
-    p.add_argument("-f", "--force", action="store_true", help="overwrite files in a non-empty OUT_DIR")
-    p.set_defaults(func=_cmd_export_onnx)
-
-
 __all__ = ["GRAPH_NAMES", "SIDECAR_NAME", "OnnxExport", "export_onnx", "pad_codes"]

@@ -1,24 +1,26 @@
 """Training losses, kept outside the model: reconstruction, adversarial (discriminators + GAN objectives),
-feature matching, and a balancer that weighs them by the names they are logged under."""
+feature matching, and a balancer that weighs them by the names they are logged under.
+"""
 
-from codec12.losses.adversarial import (
-    GAN_LOSSES,
-    AdversarialLoss,
-    DiscriminatorOutput,
-    FeatureMatchingLoss,
-    GeneratorLoss,
-    MultiPeriodDiscriminator,
-    MultiScaleSTFTDiscriminator,
-    PeriodDiscriminator,
-    STFTDiscriminator,
-    discriminator_loss,
-    generator_loss,
-)
-from codec12.losses.balancer import Balancer, WeightSchedule
-from codec12.losses.spectral import L1WaveLoss, MelLoss, MultiResolutionSTFTLoss
+from codec12._lazy import lazy_exports
 
-__all__ = [
-    "GAN_LOSSES", "AdversarialLoss", "Balancer", "DiscriminatorOutput", "FeatureMatchingLoss", "GeneratorLoss",
-    "L1WaveLoss", "MelLoss", "MultiPeriodDiscriminator", "MultiResolutionSTFTLoss", "MultiScaleSTFTDiscriminator",
-    "PeriodDiscriminator", "STFTDiscriminator", "WeightSchedule", "discriminator_loss", "generator_loss",
-]
+_EXPORTS = {
+    "AdversarialLoss": "codec12.losses.adversarial",
+    "Balancer": "codec12.losses.balancer",
+    "DiscriminatorOutput": "codec12.losses.adversarial",
+    "FeatureMatchingLoss": "codec12.losses.adversarial",
+    "GAN_LOSSES": "codec12.losses.adversarial",
+    "GeneratorLoss": "codec12.losses.adversarial",
+    "L1WaveLoss": "codec12.losses.spectral",
+    "MelLoss": "codec12.losses.spectral",
+    "MultiPeriodDiscriminator": "codec12.losses.adversarial",
+    "MultiResolutionSTFTLoss": "codec12.losses.spectral",
+    "MultiScaleSTFTDiscriminator": "codec12.losses.adversarial",
+    "PeriodDiscriminator": "codec12.losses.adversarial",
+    "STFTDiscriminator": "codec12.losses.adversarial",
+    "WeightSchedule": "codec12.losses.balancer",
+    "discriminator_loss": "codec12.losses.adversarial",
+    "generator_loss": "codec12.losses.adversarial",
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
