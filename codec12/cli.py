@@ -15,6 +15,12 @@ DEFAULT_MODEL = "c12-tiny-16k"
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
     "codec12.export.container",  # encode, decode
+    "codec12.data.cli",  # tokenize, detokenize
+    "codec12.export.cli",  # export onnx
+    "codec12.train.cli",  # train
+    "codec12.distill.measure",  # semantic-measure
+    "codec12.eval.cli",  # eval
+    "codec12.convert.cli",  # convert
 )
 
 

@@ -1,0 +1,282 @@
+"""The evaluation harness and the ``codec12 eval`` command.
+
+Every audio file of a directory is read at 16 kHz (mono), round-tripped through each system, aligned when the
+system asks for it, and scored against the original. Outputs, in the report directory:
+
+- ``metrics.csv``: one row per (file, system) with every metric (empty where a metric could not score the clip,
+  the reason in ``notes``), the bits actually spent, and the delay that was compensated;
+- ``summary.json``: per system the mean of each metric and how many files it covered, the systems and metrics
+  that were skipped and why, and the files that could not be read;
+- ``report.md`` / ``report.html`` with spectrogram PNGs and (HTML) audio players for a few example files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from codec12.eval.align import align, fit_length
+from codec12.eval.metrics import CORE_METRICS, METRICS, SAMPLE_RATE, MetricError, MetricUnavailable
+from codec12.eval.systems import (
+    FunctionSystem,
+    ModelSystem,
+    System,
+    SystemUnavailable,
+    make_baseline,
+)
+
+REFERENCE = "original"
+# Extensions tried as audio; anything else in the data directory (manifests, notes) is ignored.
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
+                            ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv"})
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` found. ``rows``: one dict per (file, system), as in metrics.csv."""
+
+    out_dir: Path
+    systems: list[str]
+    metrics: list[str]
+    rows: list[dict]
+    summary: dict
+    bad_files: list[dict] = field(default_factory=list)
+    skipped_systems: dict[str, str] = field(default_factory=dict)
+    skipped_metrics: dict[str, str] = field(default_factory=dict)
+    examples: list[dict] = field(default_factory=list)
+
+
+def list_audio_files(data_dir: str | os.PathLike) -> list[Path]:
+    """Audio files (by extension) under ``data_dir``, recursively, sorted."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise NotADirectoryError(f"{data_dir}: not a directory")
+    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, str]:
+    """A CSV/TSV with a header naming a ``path`` (or ``file``/``id``) column and a ``transcript`` (or ``text``)
+    column -> {path relative to the data directory, without or with suffix: transcript}."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: cannot read manifest ({e})") from e
+    first = text.splitlines()[0] if text.strip() else ""
+    dialect = "excel-tab" if "\t" in first else "excel"
+    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
+    fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+    key = next((fields[k] for k in ("path", "file", "id") if k in fields), None)
+    value = next((fields[k] for k in ("transcript", "text") if k in fields), None)
+    if key is None or value is None:
+        raise ValueError(f"{path}: manifest needs a 'path' (or 'file'/'id') and a 'transcript' (or 'text') column, "
+                         f"found {reader.fieldnames}")
+    return {row[key].strip(): row[value] for row in reader if row.get(key)}
+
+
+def _transcript(transcripts: dict[str, str], file_id: str) -> str | None:
+    return transcripts.get(file_id) or transcripts.get(str(Path(file_id).with_suffix("")))
+
+
+def reference_system() -> System:
+    """The original itself: the ceiling of every metric (PESQ-WB 4.64...), reported as the first row."""
+    return FunctionSystem(REFERENCE, lambda wav: wav, bitrate=SAMPLE_RATE * 16)
+
+
+def evaluate(data_dir: str | os.PathLike, systems: Sequence[System], out_dir: str | os.PathLike, *,
+             metrics: Sequence[str] = CORE_METRICS, transcripts: dict[str, str] | None = None,
+             skipped_systems: dict[str, str] | None = None, num_examples: int = 3, max_shift_s: float = 0.25,
+             include_reference: bool = True, progress: bool = False, info: dict | None = None) -> EvalResult:
+    """Score every audio file of ``data_dir`` through ``systems`` and write the report into ``out_dir``.
+
+    Unreadable files are listed in ``bad_files`` and skipped; a system failing on one file is recorded on that
+    row and the run goes on.
+    """
+    from tqdm import tqdm
+
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    files = list_audio_files(data_dir)
+    if not files:
+        raise ValueError(f"{data_dir}: no audio files (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+    systems = ([reference_system()] if include_reference else []) + list(systems)
+    names = [s.name for s in systems]
+    if len(set(names)) != len(names):
+        raise ValueError(f"system names must be unique, got {names}")
+    transcripts = transcripts or {}
+    scorers, skipped_metrics = {}, {}
+    for name in metrics:
+        metric = METRICS[name]
+        if metric.needs_transcript and not transcripts:
+            skipped_metrics[name] = f"{metric.label} needs transcripts: pass a manifest with a transcript column"
+            continue
+        try:
+            scorers[name] = metric.load()
+        except MetricUnavailable as e:
+            skipped_metrics[name] = str(e)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    max_shift = int(max_shift_s * SAMPLE_RATE)
+
+    rows, bad_files, examples = [], [], []
+    for path in tqdm(files, desc="eval", unit="file", disable=not progress):
+        file_id = path.relative_to(data_dir).as_posix()
+        try:
+            from codec12.audio import load_audio
+
+            ref = load_audio(path, SAMPLE_RATE)[0].numpy()
+        except ValueError as e:
+            bad_files.append({"file": file_id, "reason": str(e)})
+            continue
+        duration = len(ref) / SAMPLE_RATE
+        transcript = _transcript(transcripts, file_id)
+        decoded = {}
+        for system in systems:
+            row = {"file": file_id, "system": system.name, "duration_s": round(duration, 4)}
+            notes = []
+            try:
+                rt = system.roundtrip(ref)
+                if system.align:
+                    deg, delay = align(ref, rt.audio, max_shift)
+                else:
+                    deg, delay = fit_length(rt.audio, len(ref)), 0
+            except Exception as e:  # a codec crashing on one file must not end the run
+                row["error"] = f"{type(e).__name__}: {e}"
+                rows.append(row)
+                continue
+            row["bitrate_kbps"] = rt.bits / duration / 1000
+            row["delay_ms"] = 1000 * delay / SAMPLE_RATE
+            for name, score in scorers.items():
+                try:
+                    row[name] = score(ref, deg, transcript)
+                except MetricError as e:
+                    notes.append(str(e))
+            if notes:
+                row["notes"] = "; ".join(notes)
+            rows.append(row)
+            if len(examples) < num_examples:
+                decoded[system.name] = deg
+        if len(examples) < num_examples and decoded:
+            examples.append(_write_example(out_dir, file_id, decoded))
+
+    if not rows:
+        raise ValueError(f"{data_dir}: none of the {len(files)} audio files could be read: "
+                         + "; ".join(b["reason"] for b in bad_files[:3]))
+    scored = [n for n in metrics if n in scorers]
+    summary = summarize(rows, names, scored)
+    summary.update(data=str(data_dir), files=len(files), files_scored=len(files) - len(bad_files),
+                   bad_files=bad_files, skipped_systems=dict(skipped_systems or {}), skipped_metrics=skipped_metrics,
+                   sample_rate=SAMPLE_RATE, **(info or {}))
+    result = EvalResult(out_dir=out_dir, systems=names, metrics=scored, rows=rows, summary=summary,
+                        bad_files=bad_files, skipped_systems=dict(skipped_systems or {}),
+                        skipped_metrics=skipped_metrics, examples=examples)
+    _write_csv(out_dir / "metrics.csv", rows, scored)
+    _atomic_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    from codec12.eval.report import write_report
+
+    write_report(result)
+    return result
+
+
+def summarize(rows: list[dict], systems: list[str], metrics: list[str]) -> dict:
+    """Per system: files round-tripped, failures, mean bitrate, and per metric the mean over the files it
+    covered with ``count`` (covered) and ``not_covered`` (clips the metric could not score)."""
+    out = {}
+    for name in systems:
+        mine = [r for r in rows if r["system"] == name]
+        ok = [r for r in mine if "error" not in r]
+        entry = {"files": len(ok), "failed": len(mine) - len(ok),
+                 "errors": [f"{r['file']}: {r['error']}" for r in mine if "error" in r][:20],
+                 "bitrate_kbps": _mean([r["bitrate_kbps"] for r in ok]),
+                 "delay_ms": _mean([r["delay_ms"] for r in ok]), "metrics": {}}
+        for metric in metrics:
+            values = [r[metric] for r in ok if metric in r]
+            entry["metrics"][metric] = {"mean": _mean(values), "count": len(values),
+                                        "not_covered": len(ok) - len(values),
+                                        "higher_is_better": METRICS[metric].higher_is_better}
+        out[name] = entry
+    return {"systems": out}
+
+
+def _mean(values: list[float]) -> float | None:
+    return float(np.mean(values)) if values else None
+
+
+def _write_csv(path: Path, rows: list[dict], metrics: list[str]) -> None:
+    columns = ["file", "system", "duration_s", "bitrate_kbps", "delay_ms", *metrics, "notes", "error"]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    _atomic_text(path, buf.getvalue())
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "file"
+
+
+def _write_example(out_dir: Path, file_id: str, decoded: dict[str, np.ndarray]) -> dict:
+    """Save each system's aligned output as 16 kHz WAV and a spectrogram comparison PNG."""
+    from codec12.eval.report import spectrogram_png
+
+    slug = _slug(file_id)
+    audio_dir = out_dir / "audio" / slug
+    audio_dir.mkdir(parents=True, exist_ok=True)
+    audio = {}
+    for name, wav in decoded.items():
+        rel = f"audio/{slug}/{_slug(name)}.wav"
+        tmp = out_dir / f"{rel}.tmp.wav"
+        sf.write(str(tmp), np.clip(wav, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        os.replace(tmp, out_dir / rel)
+        audio[name] = rel
+    png = f"spectrograms/{slug}.png"
+    spectrogram_png(out_dir / png, decoded, title=file_id)
+    return {"file": file_id, "audio": audio, "spectrogram": png}
+
+
+# ---- command line
+def parse_int_list(spec: str) -> list[int]:
+    try:
+        values = [int(s) for s in spec.split(",") if s.strip()]
+    except ValueError as e:
+        raise ValueError(f"--num-codebooks: expected integers like 4,8,12, got {spec!r}") from e
+    if not values:
+        raise ValueError("--num-codebooks: no value given")
+    return values
+
+
+def build_systems(codec, num_codebooks: Sequence[int] | None, baselines: Sequence[str],
+                  tool_path: str | None = None) -> tuple[list[System], dict[str, str]]:
+    """Model systems (one per codebook count; all codebooks when None) and baselines; baselines whose tools
+    are missing come back in the second value with the reason instead."""
+    systems: list[System] = []
+    if codec is not None:
+        for k in num_codebooks or [codec.num_codebooks]:
+            systems.append(ModelSystem(codec, k))
+    skipped = {}
+    for name in baselines:
+        try:
+            systems.append(make_baseline(name, tool_path))
+        except SystemUnavailable as e:
+            skipped[name] = str(e)
+    return systems, skipped
+
+
