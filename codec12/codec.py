@@ -268,11 +268,13 @@ class Codec(nn.Module):
             self.config = self.config.replace(seanet=dataclasses.replace(self.config.seanet, norm="none"))
         return self
 
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (temporary names, then renamed)."""
+    def save_pretrained(self, directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (temporary names, then renamed). ``dtype`` (e.g.
+        ``torch.float16``) stores floating-point tensors in that type; loading casts them back."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
+                   for k, v in self.state_dict().items()}
         _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
 

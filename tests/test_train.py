@@ -379,6 +379,28 @@ def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
         load_state_dict_strict(Codec.from_config(codec.config), tensors, "release")
 
 
+def test_release_from_checkpoint_in_float16(audio_dir, tmp_path):
+    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 2, "checkpoint_every": 1, "ema_decay": 0.5,
+                                                           "export": False})
+    result = run(recipe, tmp_path / "run", progress=False)
+    assert result.release is None
+    assert cli_main(["export", "release", str(tmp_path / "run"), str(tmp_path / "rel"), "--dtype", "float16"]) == 0
+    tensors = load_file(str(tmp_path / "rel" / "model.safetensors"))
+    ema = load_file(str(result.checkpoint / "ema.safetensors"))
+    name = "quantizer.semantic.input_proj.weight"
+    assert tensors[name].dtype == torch.float16 and torch.equal(tensors[name], ema[name].half())
+    codec = Codec.from_pretrained(tmp_path / "rel")
+    assert next(codec.parameters()).dtype == torch.float32
+    wav = torch.from_numpy(speechlike(0.4, 16000).T)[None][..., :5 * codec.frame_size]
+    assert torch.isfinite(codec.decode(codec.encode(wav))).all()
+    # an earlier step by its directory, and refusing to overwrite
+    step1 = tmp_path / "run" / "checkpoints" / "step-00000001"
+    assert cli_main(["export", "release", str(step1), str(tmp_path / "rel")]) == 1
+    assert cli_main(["export", "release", str(step1), str(tmp_path / "rel"), "-f"]) == 0
+    assert load_file(str(tmp_path / "rel" / "model.safetensors"))[name].dtype == torch.float32
+    assert cli_main(["export", "release", str(tmp_path), str(tmp_path / "x")]) == 1
+
+
 def test_cli_train_and_its_errors(audio_dir, tmp_path, capsys):
     recipe = tmp_path / "r.json"
     data = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 1, "export": False}).to_dict()

@@ -28,8 +28,23 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_release(args: argparse.Namespace) -> int:
+    from codec12.cli import CLIError
+    from codec12.export.release import release_from_checkpoint
+
+    out = Path(args.out_dir)
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} exists; pass -f to replace it")
+    import torch
+
+    release = release_from_checkpoint(args.checkpoint, out, ema=not args.no_ema,
+                                      dtype=getattr(torch, args.dtype))
+    print(f"wrote release {release} (config.json + model.safetensors)")
+    return 0
+
+
 def add_parsers(sub) -> None:
-    p = sub.add_parser("export", help="export a model (onnx)")
+    p = sub.add_parser("export", help="export a model (onnx) or a release from a training checkpoint")
     export_sub = p.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     p = export_sub.add_parser("onnx", help="export a model to ONNX (offline + streaming graphs, JSON sidecar)")
     p.add_argument("model", help="model directory or bundled model name")
@@ -37,3 +52,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 17; default: 17)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite files in a non-empty OUT_DIR")
     p.set_defaults(func=_cmd_export_onnx)
+    p = export_sub.add_parser("release", help="write a release (config.json + model.safetensors, weight norm "
+                                              "folded) from a training checkpoint")
+    p.add_argument("checkpoint", help="a run directory, its checkpoints/ directory, or one step-* checkpoint")
+    p.add_argument("out_dir", help="release directory to write")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA weights")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="storage type of the weights (float16: half the size)")
+    p.add_argument("-f", "--force", action="store_true", help="replace OUT_DIR")
+    p.set_defaults(func=_cmd_export_release)
