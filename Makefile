@@ -15,7 +15,9 @@ install: sysdeps $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,readers]'
+	# moshi (for the Mimi original-layout parity test) pins an older torch: install it without its pins
+	$(BIN)/python -m pip install -q --no-deps moshi==0.2.13 sentencepiece==0.2.3
 	touch $@
 
 sysdeps:
