@@ -7,6 +7,7 @@ PNMI and phone purity of the semantic row (0) and the first acoustic row (1) on 
 frame labels from espeak-ng's own phoneme timing (phoneme events of libespeak-ng, exact for synthetic speech).
 
     python benchmarks/semantic_split.py [--steps 300] [--train 160] [--test 40]
+    python benchmarks/semantic_split.py --model c12-tiny-16k --train 0   # measure an existing model
 
 Needs espeak-ng (Debian ``espeak-ng``, which ships libespeak-ng.so.1). CPU, about ten minutes at the
 defaults on two cores.
@@ -173,6 +174,9 @@ def main() -> None:
     parser.add_argument("--ctc-weight", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None,
+                        help="measure this model (bundled name or directory) on the held-out sentences instead of "
+                             "training the two small codecs")
     parser.add_argument("--run", choices=("both", "plain", "ctc"), default="both",
                         help="train both models (default) or one, e.g. two processes side by side")
     args = parser.parse_args()
@@ -184,8 +188,10 @@ def main() -> None:
     hours = sum(len(x["wav"]) for x in train_set) / 16000 / 3600
     print(f"corpus: {args.train} training sentences ({hours * 60:.1f} min), {args.test} held out")
     results = {}
+    if args.model:
+        results[str(args.model)] = measure(Codec.from_pretrained(args.model), test_set)
     runs = {"plain": ("reconstruction only", 0.0), "ctc": ("+ phonetic CTC", args.ctc_weight)}
-    for name, weight in [runs[k] for k in runs if args.run in ("both", k)]:
+    for name, weight in [runs[k] for k in runs if args.run in ("both", k) and not args.model]:
         start = time.time()
         codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed)
         results[name] = measure(codec, test_set)
@@ -195,7 +201,8 @@ def main() -> None:
         for r, m in rows.items():
             print(f"{name:<22} {r:>3} {m.pnmi:>6.3f} {m.purity:>7.3f} {m.purity_baseline:>8.3f} {m.codes_used:>6}")
     n = next(iter(next(iter(results.values())).values())).num_frames
-    print(f"({n} labelled frames at 12.5 Hz; {args.steps} steps, batch {args.batch_size})")
+    print(f"({n} labelled frames at 12.5 Hz" + (")" if args.model else f"; {args.steps} steps, batch "
+                                                                      f"{args.batch_size})"))
 
 
 if __name__ == "__main__":

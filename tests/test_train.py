@@ -255,7 +255,9 @@ def test_manifests_carry_text_and_ranks_draw_disjoint_items(tmp_path, write_wav)
     assert len(valid) == 1 and split_items(items, 0.25, 8) == (train, valid)
     ds = AudioCrops(items, 16000, 1, 1280 * 2, seed=3)
     item = ds[5]
-    assert item["audio"].shape == (1, 2560) and item["text"].startswith("t")
+    assert item["audio"].shape == (1, 2560) and item["text"] is None  # a crop: the transcript does not fit it
+    whole = AudioCrops(items, 16000, 1, 1280 * 7, seed=3)[5]  # 0.5 s files fit in 0.56 s crops
+    assert whole["audio"].shape == (1, 8960) and whole["text"].startswith("t")
     assert torch.equal(ds[5]["audio"], AudioCrops(items, 16000, 1, 2560, seed=3)[5]["audio"])
     draws = [list(_take(DrawSampler(2, rank, 2, start_step=3), 6)) for rank in (0, 1)]
     assert not set(draws[0]) & set(draws[1]) and draws[0][:2] == [12, 13]

@@ -167,13 +167,15 @@ class AudioCrops(Dataset):
                              f"{next(iter(self.bad.values()))}")
         g = torch.Generator().manual_seed(self.seed * 7_919 + int(draw) + 1)
         length = wav.shape[-1]
+        text = self.items[index].text
         if length > self.crop_samples:
             start = int(torch.randint(0, length - self.crop_samples + 1, (1,), generator=g))
             wav = wav[:, start:start + self.crop_samples]
+            text = None  # the transcript describes the whole file, not a crop of it
         else:
             wav = torch.nn.functional.pad(wav, (0, self.crop_samples - length))
         wav = normalize_loudness(wav, self.loudness_db, self.max_gain_db)
-        return {"audio": wav, "text": self.items[index].text, "path": path}
+        return {"audio": wav, "text": text, "path": path}
 
 
 class DrawSampler(Sampler):
