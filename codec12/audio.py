@@ -10,6 +10,8 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from codec12._fs import atomic_write
+
 
 def load_audio(path: str | os.PathLike, sample_rate: int, channels: int | None = 1) -> torch.Tensor:
     """Read any soundfile-supported file as float32 [C, T] at ``sample_rate``.
@@ -41,18 +43,17 @@ def load_audio(path: str | os.PathLike, sample_rate: int, channels: int | None =
 
 
 def save_audio(path: str | os.PathLike, wav: torch.Tensor, sample_rate: int) -> None:
-    """Write [C, T] (or [T]) float audio; the format follows the suffix. Written to a temporary name and
-    renamed, so an existing file is never left half-written."""
+    """Write [C, T] (or [T]) float audio; the format follows the suffix (.wav, .flac, .ogg, ...). Written to a
+    temporary name and renamed, so an existing file is never left half-written."""
     path = Path(path)
+    file_format = path.suffix[1:].upper()
+    if file_format not in sf.available_formats():
+        raise ValueError(f"{path}: unknown audio file type {path.suffix!r}; use one of "
+                         f"{', '.join('.' + f.lower() for f in sorted(sf.available_formats()))}")
     wav = torch.as_tensor(wav).detach().cpu().float()
     if wav.dim() == 1:
         wav = wav[None]
     if wav.dim() != 2:
         raise ValueError(f"{path}: expected audio of shape [C, T], got {tuple(wav.shape)}")
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
-        sf.write(str(tmp), wav.clamp(-1, 1).T.numpy(), sample_rate)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    data = wav.clamp(-1, 1).T.numpy()
+    atomic_write(path, lambda tmp: sf.write(str(tmp), data, sample_rate, format=file_format))

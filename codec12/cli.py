@@ -48,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"codec12 {args.command}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # permissions, a directory where a file was expected, a full disk...
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"codec12 {args.command}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"codec12 {args.command}: interrupted", file=sys.stderr)
         return 130

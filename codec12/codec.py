@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from codec12._fs import atomic_write
 from codec12.config import CodecConfig, bitrate
 from codec12.decoder import SEANetDecoder
 from codec12.encoder import SEANetEncoder
@@ -216,12 +218,14 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
-        return self._synthesize(self.quantizer.decode(self._check_codes(codes)))
+        return self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype()))
 
+    @torch.no_grad()
     def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
         return self._latents(self._check_audio(wav, sample_rate))
 
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
         return self._synthesize(self.quantizer.continuous(self._check_latents(latents)))
@@ -250,6 +254,15 @@ class Codec(nn.Module):
                 self._stream_batch = None
 
     # ---- checkpoints
+    def weights_hash(self) -> str:
+        """A short hash of the weights. With ``config.config_hash()`` it identifies the model that made a set
+        of codes: one architecture with other weights gives other codes."""
+        h = hashlib.blake2b(digest_size=8)
+        for name, tensor in sorted(self.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return h.hexdigest()
+
     def folded(self) -> "Codec":
         """A new float32 CPU codec in eval mode with this one's weights and weight norm folded; ``self`` is
         untouched. (Not ``copy.deepcopy`` + fold: a deep copy shares torch's generated parametrization classes
@@ -275,8 +288,8 @@ class Codec(nn.Module):
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
                    for k, v in self.state_dict().items()}
-        _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
+        atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+        atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
@@ -334,16 +347,6 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
 def _few(items: list[str], n: int = 8) -> str:
     shown = ", ".join(items[:n])
     return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > n else ''}]"
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _download(repo_id: str) -> Path:

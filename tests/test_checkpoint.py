@@ -113,12 +113,15 @@ def test_cli_encode_decode(tmp_path, write_wav):
     wav = load_audio(wav_path, 16000)
     assert np.array_equal(codes, codec.encode(wav[None], 3)[0].numpy())
     assert header["num_samples"] == wav.shape[-1] and header["config_hash"] == codec.config.config_hash()
-    r = run_cli("decode", out, tmp_path / "back.wav")
-    assert r.returncode == 1 and "not a directory, a bundled model" in r.stderr  # name stored, model not bundled
-    r = run_cli("decode", out, tmp_path / "back.wav", "--model", tmp_path / "model")
+    assert header["model"] == str((tmp_path / "model").resolve())
+    r = run_cli("decode", out, tmp_path / "back.wav")  # the model is found from the file's header
     assert r.returncode == 0, r.stderr
     back = load_audio(tmp_path / "back.wav", 16000)
     assert back.shape == wav.shape
+    other = tiny_codec(seed=1)  # same architecture, other weights: refused, not decoded wrongly
+    other.save_pretrained(tmp_path / "other")
+    r = run_cli("decode", out, tmp_path / "back2.wav", "--model", tmp_path / "other")
+    assert r.returncode == 1 and "is not the model" in r.stderr and not (tmp_path / "back2.wav").exists()
     r = run_cli("encode", wav_path, out, "--model", tmp_path / "model")
     assert r.returncode == 1 and "exists; pass -f" in r.stderr
     (tmp_path / "bad.wav").write_text("hello")

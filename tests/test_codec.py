@@ -189,3 +189,20 @@ def test_full_size_presets(name, params):
     codes = codec.encode(wav)
     assert codes.shape == (1, codec.num_codebooks, 10)
     assert codec.decode(codes).shape == wav.shape
+
+
+def test_long_offline_attention_is_blocked_and_exact():
+    # 60 frames = 120 transformer steps > 2 x context (7): the blocked path, checked against streaming
+    codec = tiny_codec()
+    wav = noise(codec, 60)
+    with codec.streaming(1):
+        streamed = torch.cat([codec.encode_latents(wav[..., i * 1280:(i + 10) * 1280]) for i in range(0, 60, 10)], -1)
+    assert (codec.encode_latents(wav) - streamed).abs().max() < 1e-5
+
+
+def test_half_precision_models_decode():
+    for kwargs in (dict(acoustic="fsq", layout="concat"), dict()):
+        codec = tiny_codec(**kwargs).to(torch.bfloat16)
+        codes = codec.encode(noise(codec, 3))
+        assert codec.decode(codes).dtype == torch.bfloat16
+        assert not codec.decode_latents(codec.encode_latents(noise(codec, 3))).requires_grad

@@ -102,13 +102,24 @@ def test_load_audio_errors_name_the_file(tmp_path):
             load_audio(path, 16000)
 
 
-def test_save_audio_round_trip_and_keeps_old_file_on_error(tmp_path):
+def test_save_audio_round_trip_and_keeps_old_file_on_error(tmp_path, monkeypatch):
     path = tmp_path / "out.wav"
     wav = torch.linspace(-0.5, 0.5, 1600)[None]
     save_audio(path, wav, 16000)
     data, rate = sf.read(str(path), dtype="float32")
     assert rate == 16000 and np.allclose(data, wav[0].numpy(), atol=1e-4)
     before = path.read_bytes()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shape"):
         save_audio(path, torch.zeros(1, 1, 5), 16000)
+    with pytest.raises(ValueError, match=r"out.xyz: unknown audio file type '.xyz'"):
+        save_audio(tmp_path / "out.xyz", wav, 16000)
+
+    def broken_write(file, data, *args, **kwargs):  # a writer that dies half-way
+        with open(file, "wb") as f:
+            f.write(b"RIFF")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(sf, "write", broken_write)
+    with pytest.raises(RuntimeError, match="disk full"):
+        save_audio(path, wav, 16000)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.wav"]

@@ -404,3 +404,22 @@ def test_cli_shards_within_torchrun_share(dataset, model_dir, tmp_path, monkeypa
     assert sorted(read_tokenized(out, ["id"]).column("id").to_pylist() if good else []) == sorted(good)
     assert all(p.name.startswith("shard-00003-of-00004-") for p in shard_paths(out))
     assert main(["tokenize", str(dataset), "--out", str(out), "--model", str(model_dir), "--shard-index", "1"]) == 1
+
+
+def test_detokenize_records_a_bad_row_and_goes_on(tokenized, codec, tmp_path):
+    import shutil
+
+    import pyarrow as pa
+
+    from codec12.data.tokenize import detokenize_dataset, shard_paths
+
+    data = tmp_path / "data"
+    shutil.copytree(tokenized, data)
+    shard = shard_paths(data)[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["codes"][0][0] = 65535  # out of range for every codebook of the tiny model
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    summary = detokenize_dataset(data, tmp_path / "wavs", codec, progress=False)
+    assert summary.failed == [rows[0]["id"]] and summary.written == len(GOOD) - 1
+    assert not (tmp_path / "wavs" / f"{rows[0]['id']}.wav").exists()

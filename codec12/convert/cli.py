@@ -39,6 +39,7 @@ def _load(source: str):
 
 
 def _cmd_convert(args) -> int:
+    from codec12._fs import replace_dir
     from codec12.cli import CLIError
     from codec12.convert.mimi import save_mimi
 
@@ -59,9 +60,7 @@ def _cmd_convert(args) -> int:
             codec.save_pretrained(tmp)
         else:
             save_mimi(codec, tmp, layout="transformers" if args.format == "mimi" else "moshi")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -455,7 +455,7 @@ def save_mimi(codec, directory: str | Path, layout: str = "transformers") -> Non
     ``tokenizer-codec12.safetensors`` (moshi layout)."""
     from safetensors.torch import save_file
 
-    from codec12.codec import _atomic_write
+    from codec12._fs import atomic_write as _atomic_write
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,6 @@ rows were still in memory when the process died are simply done again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -36,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from codec12._fs import atomic_write as _atomic_write
 from codec12.audio import load_audio
 from codec12.data.blocks import iter_audio_blocks, probe_audio
 from codec12.data.inputs import AudioInput, partition
@@ -135,16 +135,6 @@ class TokenizeSummary:
 
 
 # ---------------------------------------------------------------- dataset metadata and files on disk
-def weights_hash(codec: torch.nn.Module) -> str:
-    """A short hash of the weights: two models with one architecture but different weights give different
-    tokens, so the config hash alone cannot tell whether two runs may share a dataset."""
-    h = hashlib.blake2b(digest_size=8)
-    for name, tensor in sorted(codec.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool) -> dict:
     """The ``codec12_meta.json`` content for a dataset tokenized by ``codec``."""
     from codec12 import __version__
@@ -154,7 +144,7 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool)
         "model": codec.config.name or str(model_source),
         "model_source": str(model_source),
         "config_hash": codec.config.config_hash(),
-        "weights_hash": weights_hash(codec),
+        "weights_hash": codec.weights_hash(),
         "sample_rate": codec.sample_rate,
         "channels": codec.channels,
         "frame_rate": codec.frame_rate,
@@ -316,7 +306,7 @@ class ShardWriter:
             cols["latents"] = _nested([r["latents"] for r in self.rows], pa.float16())
         table = pa.Table.from_pydict(cols, schema=self.schema)
         name = f"{self.prefix}{self.seq:05d}.parquet"
-        _atomic_write(self.out_dir / name, lambda p: pq.write_table(table, p, compression="zstd"))
+        _atomic_write(self.out_dir / name, lambda p: pq.write_table(table, str(p), compression="zstd"))
         log.info("wrote %s (%d rows)", name, len(self.rows))
         self.written.append(name)
         self.seq += 1
@@ -338,39 +328,8 @@ def _nested(arrays: list[np.ndarray], value_type: pa.DataType) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(np.asarray(outer_offsets, np.int32)), inner)
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through ``write(tmp_path)`` to a hidden temp name, fsync, rename, fsync the directory: after a
-    crash the file exists whole or not at all. Hidden names are ignored by Parquet readers."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(str(tmp))
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    _atomic_write(path, lambda p: Path(p).write_bytes(data))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not possible on every platform
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    _atomic_write(path, lambda p: p.write_bytes(data))
 
 
 @contextmanager
@@ -667,7 +626,7 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     start = time.monotonic()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = read_meta(data_dir)
-    if meta["config_hash"] != codec.config.config_hash() or meta.get("weights_hash") != weights_hash(codec):
+    if meta["config_hash"] != codec.config.config_hash() or meta.get("weights_hash") != codec.weights_hash():
         raise ValueError(f"{data_dir} was tokenized with model {meta.get('model')!r} (config {meta['config_hash']}, "
                          f"weights {meta.get('weights_hash')}); the model given differs")
     if from_latents and not meta.get("latents"):
@@ -699,15 +658,20 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                     if target.exists() and not force:
                         skipped += 1
                         continue
-                    rows = values[i].values  # list<list<...>> -> the K (or D) rows of this item
-                    array = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
-                    x = torch.from_numpy(array.astype(np.float32 if from_latents else np.int64))
-                    if not from_latents:
-                        x = x[:k]
-                    x = x[None].to(device)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _decode_to_file(codec, x, n, target, from_latents,
-                                    chunk_frames if x.shape[-1] > long_frames else None)
+                    try:
+                        rows = values[i].values  # list<list<...>> -> the K (or D) rows of this item
+                        array = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
+                        x = torch.from_numpy(array.astype(np.float32 if from_latents else np.int64))
+                        if not from_latents:
+                            x = x[:k]
+                        x = x[None].to(device)
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        _decode_to_file(codec, x, n, target, from_latents,
+                                        chunk_frames if x.shape[-1] > long_frames else None)
+                    except (ValueError, OSError, RuntimeError) as e:  # one bad row never stops the job
+                        failed.append(uid)
+                        log.warning("%s: id %r: %s; skipped", path, uid, e)
+                        continue
                     written += 1
                     seconds += n / codec.sample_rate
     return DetokenizeSummary(written=written, skipped=skipped, failed=failed, audio_seconds=seconds,
@@ -729,8 +693,8 @@ def _decode_to_file(codec, x: torch.Tensor, num_samples: int, target: Path, from
 
     decode = codec.decode_latents if from_latents else codec.decode
 
-    def write(tmp: str) -> None:
-        with sf.SoundFile(tmp, "w", samplerate=codec.sample_rate, channels=codec.channels,
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(str(tmp), "w", samplerate=codec.sample_rate, channels=codec.channels,
                           format=target.suffix.lstrip(".").upper() or "WAV") as f:
             remaining = num_samples
             with torch.inference_mode(), (codec.streaming(1) if chunk_frames else _nothing()):
@@ -751,5 +715,5 @@ def _nothing() -> Iterator[None]:
 __all__ = [
     "DetokenizeSummary", "ErrorLog", "ShardWriter", "TokenizeOptions", "TokenizeSummary", "completed_ids",
     "dataset_meta", "detokenize_dataset", "ensure_meta", "failed_ids", "read_meta", "read_tokenized",
-    "shard_paths", "tokenize_dataset", "weights_hash",
+    "shard_paths", "tokenize_dataset",
 ]

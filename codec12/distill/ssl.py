@@ -69,9 +69,12 @@ def load_teacher(name_or_dir: str) -> tuple[nn.Module, object | None]:
     if local and not (path / "config.json").is_file():
         raise ValueError(f"teacher {path}: no config.json in this directory")
     try:
-        model = AutoModel.from_pretrained(name_or_dir, local_files_only=local)
+        # safetensors only: a pytorch_model.bin would be unpickled
+        model = AutoModel.from_pretrained(name_or_dir, local_files_only=local, use_safetensors=True)
     except Exception as e:
         hint = "" if local else "; without network, download it elsewhere and pass its local directory"
+        if local and not any(path.glob("*.safetensors")):
+            hint = "; only safetensors weights are loaded (convert pytorch_model.bin with safetensors first)"
         raise ValueError(f"teacher {name_or_dir}: cannot load ({type(e).__name__}: {e}){hint}") from e
     extractor = None
     if not local or (path / "preprocessor_config.json").is_file():

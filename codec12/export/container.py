@@ -81,8 +81,10 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     codec = Codec.from_pretrained(args.model, device=args.device)
     wav = load_audio(args.input, codec.sample_rate, codec.channels)
     codes = codec.encode(wav[None].to(args.device), args.num_codebooks)[0]
+    source = Path(args.model)
     write_c12(out, codes, {
-        "model": codec.config.name or str(args.model), "config_hash": codec.config.config_hash(),
+        "model": str(source.resolve()) if source.is_dir() else str(args.model),
+        "config_hash": codec.config.config_hash(), "weights_hash": codec.weights_hash(),
         "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
         "codebook_sizes": list(codec.codebook_sizes[: codes.shape[0]]), "num_samples": int(wav.shape[-1]),
         "channels": codec.channels,
@@ -97,10 +99,14 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
     out = _output_path(Path(args.output), args.force)
     codes, header = read_c12(args.input)
-    codec = Codec.from_pretrained(args.model or header.get("model"), device=args.device)
-    if header.get("config_hash") != codec.config.config_hash():
+    model = args.model or header.get("model")
+    if not model:
+        raise ValueError(f"{args.input}: the file names no model; pass --model")
+    codec = Codec.from_pretrained(model, device=args.device)
+    if (header.get("config_hash"), header.get("weights_hash")) != (codec.config.config_hash(), codec.weights_hash()):
         raise ValueError(f"{args.input}: encoded with model {header.get('model')!r} (config "
-                         f"{header.get('config_hash')}), which does not match {args.model or header.get('model')!r}")
+                         f"{header.get('config_hash')}, weights {header.get('weights_hash')}), which is not the model "
+                         f"{model!r}; pass the model it was encoded with as --model")
     wav = codec.decode(torch.from_numpy(codes)[None].to(args.device))[0]
     save_audio(out, wav[..., : int(header.get("num_samples", wav.shape[-1]))], codec.sample_rate)
     return 0

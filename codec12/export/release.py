@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from codec12._fs import replace_dir
 from codec12.codec import Codec, load_state_dict_strict
 
 
@@ -46,9 +47,7 @@ def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[st
     try:
         model.save_pretrained(tmp, dtype=dtype)
         _check_reload(model, tmp, atol)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

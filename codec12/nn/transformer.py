@@ -81,10 +81,27 @@ class Attention(StreamingModule):
         else:
             pos_q = pos_k = steps
             q, k = self.rope(q, pos_q), self.rope(k, pos_q)
-        delta = pos_q[:, None] - pos_k[None, :]
-        mask = (delta >= 0) & (delta < self.context) & (pos_k >= 0)[None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            if t > 2 * self.context and not torch.jit.is_tracing():
+                out = self._blocked(q, k, v, steps)
+                return self.o_proj(out.transpose(1, 2).reshape(b, t, d))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=self._mask(pos_q, pos_k))
         return self.o_proj(out.transpose(1, 2).reshape(b, t, d))
+
+    def _mask(self, pos_q: torch.Tensor, pos_k: torch.Tensor) -> torch.Tensor:
+        delta = pos_q[:, None] - pos_k[None, :]
+        return (delta >= 0) & (delta < self.context) & (pos_k >= 0)[None, :]
+
+    def _blocked(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Offline attention in query blocks of ``context`` steps, each against the keys it can see, so
+        memory grows linearly with the length instead of quadratically."""
+        out = []
+        for start in range(0, q.shape[2], self.context):
+            end = min(start + self.context, q.shape[2])
+            first = max(0, start - self.context + 1)
+            mask = self._mask(pos[start:end], pos[first:end])
+            out.append(F.scaled_dot_product_attention(q[:, :, start:end], k[:, :, first:end], v[:, :, first:end],
+                                                      attn_mask=mask))
+        return torch.cat(out, dim=2)
 
 
 class LayerScale(nn.Module):

@@ -50,7 +50,8 @@ class ScalarQuantizer(nn.Module):
         """codes: [B, n, T], n <= num_dims; missing dimensions decode as the centre level."""
         b, n, t = codes.shape
         half = self.levels // 2
-        values = (codes.float() - half) / half
+        weight = next(self.output_proj.parameters(), None)
+        values = ((codes.float() - half) / half).to(weight.dtype if weight is not None else torch.float32)
         if n < self.num_dims:
             values = torch.cat([values, values.new_zeros(b, self.num_dims - n, t)], dim=1)
         return self.output_proj(values)

@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from codec12._fs import atomic_write, replace_dir
+
 FORMAT_VERSION = 1
 LATEST = "latest"
 
@@ -83,15 +85,11 @@ def write_checkpoint(root: Path, step: int, files: dict[str, dict[str, torch.Ten
         for name, tensors in files.items():
             save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
         (tmp / "state.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **state}, indent=1) + "\n")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    pointer = root / f".{LATEST}.tmp{os.getpid()}"
-    pointer.write_text(final.name + "\n")
-    os.replace(pointer, root / LATEST)
+    atomic_write(root / LATEST, lambda p: p.write_text(final.name + "\n"))
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final

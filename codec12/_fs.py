@@ -1,0 +1,56 @@
+"""Crash-safe file output: a file or directory exists whole or not at all, and what was there before is never
+lost half-way."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """Write ``path`` through ``write(tmp)`` into the hidden temp name ``.NAME.tmpPID`` beside it, fsync, and
+    rename it into place (then fsync the directory)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Move the finished directory ``tmp`` to ``final``. An existing ``final`` is renamed aside first and
+    removed only once the new one is in place, so a crash leaves the old or the new one, never neither."""
+    tmp, final = Path(tmp), Path(final)
+    old = final.with_name(f".{final.name}.old{os.getpid()}")
+    if final.exists():
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    fsync_dir(final.parent)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # not possible on every platform
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
