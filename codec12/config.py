@@ -156,6 +156,10 @@ class QuantizerConfig:
         return (self.semantic_codebook_size,) + (self.acoustic_codebook_size,) * self.num_acoustic
 
 
+_TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmeans_init", "unquantized_rate",
+                                   "level_dropout", "fsq_dither")
+
+
 @dataclass(frozen=True, kw_only=True)
 class CodecConfig:
     """A whole codec: SEANet + transformer encoder, ×``downsample_stride`` to 12.5 Hz, split quantizer,
@@ -255,9 +259,13 @@ class CodecConfig:
         return cls.from_dict(data, where=str(path))
 
     def config_hash(self) -> str:
-        """A short stable hash of the architecture (the name is left out)."""
+        """A short stable hash of the architecture: what decides the codes and the audio. The name and the
+        quantizer's training-only settings (EMA decay, dead-code threshold, k-means init, unquantized rate,
+        level dropout, FSQ dither) are left out, so fine-tuning with other training settings keeps the hash."""
         data = self.to_dict()
         data.pop("name", None)
+        for key in _TRAINING_ONLY_QUANTIZER_FIELDS:
+            data["quantizer"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> "CodecConfig":

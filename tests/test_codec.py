@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -157,6 +158,20 @@ def test_unquantized_rate_one_passes_latents_through():
     codec = Codec.from_config(cfg).train()
     out = codec(noise(codec, 3, batch=2))
     assert torch.equal(out.quantized, out.latents)
+
+
+def test_unquantized_rate_with_fsq_skips_only_the_semantic_vq():
+    cfg = tiny_config(acoustic="fsq", layout="concat")
+    cfg = cfg.replace(quantizer=dataclasses.replace(cfg.quantizer, unquantized_rate=1.0, fsq_dither=(1.0, 0.0, 0.0)))
+    codec = Codec.from_config(cfg).train()
+    out = codec(noise(codec, 3, batch=2))
+    d_s = cfg.quantizer.semantic_dim
+    # semantic slice passes through; the FSQ slice is still quantized (its dither says: always quantize)
+    assert torch.equal(out.quantized[:, :d_s], out.latents[:, :d_s])
+    fsq = codec.quantizer.acoustic
+    grid = fsq.output_proj((out.codes[:, 1:].float() - 2) / 2)
+    assert torch.allclose(out.quantized[:, d_s:], grid, atol=1e-6)
+    assert not torch.allclose(out.quantized[:, d_s:], out.latents[:, d_s:], atol=1e-3)
 
 
 def test_fsq_dither_mixes_quantized_noisy_and_continuous():

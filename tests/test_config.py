@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -39,6 +40,15 @@ def test_config_hash_ignores_name_but_not_architecture():
     cfg = tiny_config()
     assert cfg.replace(name="other").config_hash() == cfg.config_hash()
     assert cfg.replace(latent_dim=16, depthwise_upsample=False).config_hash() != cfg.config_hash()
+
+
+def test_config_hash_ignores_training_only_quantizer_settings():
+    cfg = tiny_config()
+    tuned = dataclasses.replace(cfg.quantizer, ema_decay=0.9, unquantized_rate=0.5, level_dropout=False,
+                                threshold_ema_dead_code=0.0, kmeans_init=True)
+    assert cfg.replace(quantizer=tuned).config_hash() == cfg.config_hash()
+    resized = dataclasses.replace(cfg.quantizer, semantic_codebook_size=cfg.quantizer.semantic_codebook_size * 2)
+    assert cfg.replace(quantizer=resized).config_hash() != cfg.config_hash()
 
 
 def test_unknown_keys_are_named():

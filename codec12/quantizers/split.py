@@ -68,7 +68,10 @@ class SplitQuantizer(nn.Module):
 
         In training mode: acoustic RVQ levels are dropped (a random number of them, the same for the whole
         batch, never the semantic level), FSQ is dithered, and each sequence passes unquantized with
-        probability ``unquantized_rate``. ``generator`` (CPU) makes these draws reproducible.
+        probability ``unquantized_rate``: the whole latent (Mimi's quantization rate), except with the concat
+        layout and an FSQ acoustic branch, where only the semantic VQ is skipped and the FSQ slice keeps its
+        own dither schedule (Voxtral: VQ applied half the time; FSQ 50% quantized / 25% dithered / 25% not).
+        ``generator`` (CPU) makes these draws reproducible.
         """
         c = self.config
         n_acoustic = self.acoustic.num_levels
@@ -79,7 +82,10 @@ class SplitQuantizer(nn.Module):
         ac_q, ac_codes, ac_loss = self.acoustic.quantize(a, n_acoustic, generator)
         quantized = self._join(sem_q, ac_q)
         if self.training and c.unquantized_rate > 0:
-            keep = torch.rand(x.shape[0], generator=generator).to(x.device) < c.unquantized_rate
-            quantized = torch.where(keep[:, None, None], self.continuous(x), quantized)
+            keep = (torch.rand(x.shape[0], generator=generator).to(x.device) < c.unquantized_rate)[:, None, None]
+            if c.layout == "concat" and c.acoustic == "fsq":
+                quantized = self._join(torch.where(keep, self.semantic.continuous(s), sem_q), ac_q)
+            else:
+                quantized = torch.where(keep, self.continuous(x), quantized)
         return QuantizerOutput(quantized=quantized, codes=torch.cat([sem_codes, ac_codes], dim=1),
                                semantic=sem_q, losses={"commitment": sem_loss + ac_loss})
