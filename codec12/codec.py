@@ -120,6 +120,11 @@ class Codec(nn.Module):
         return self.config.latent_dim
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are (inputs must be there too)."""
+        return next(self.parameters()).device
+
+    @property
     def bitrate(self) -> float:
         """Bits per second with all codebooks; see :meth:`bitrate_at` for fewer."""
         return self.config.bitrate
@@ -148,6 +153,7 @@ class Codec(nn.Module):
             raise ValueError(f"empty audio: shape {tuple(wav.shape)}")
         if not wav.is_floating_point():
             raise ValueError(f"audio must be floating point, got {wav.dtype}")
+        self._check_device(wav, "audio")
         if not torch.isfinite(wav).all():
             raise ValueError("audio contains NaN or Inf samples")
         self._check_stream(wav.shape[0], wav.shape[-1], self.frame_size, "audio samples")
@@ -174,6 +180,7 @@ class Codec(nn.Module):
             raise ValueError(f"codes have {k} codebooks; this model takes 1 to {self.num_codebooks}")
         if b == 0 or t == 0:
             raise ValueError(f"empty codes: shape {tuple(codes.shape)}")
+        self._check_device(codes, "codes")
         sizes = torch.tensor(self.codebook_sizes[:k], device=codes.device)[None, :, None]
         bad = (codes < 0) | (codes >= sizes)
         if bad.any():
@@ -188,6 +195,7 @@ class Codec(nn.Module):
             raise ValueError(f"latents must have shape [B, {self.latent_dim}, T'], got {shape}")
         if z.shape[0] == 0 or z.shape[-1] == 0:
             raise ValueError(f"empty latents: shape {tuple(z.shape)}")
+        self._check_device(z, "latents")
         if not torch.isfinite(z).all():
             raise ValueError("latents contain NaN or Inf")
         self._check_stream(z.shape[0], z.shape[-1], 1, "frames")
@@ -195,6 +203,12 @@ class Codec(nn.Module):
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    def _check_device(self, x: torch.Tensor, what: str) -> None:
+        device = self.device
+        if x.device != device:
+            raise ValueError(f"{what} on {x.device}, but the model is on {device}: move the input "
+                             f"(x.to(codec.device)) or the model (codec.to(...)) first")
 
     # ---- building blocks (no validation)
     def _latents(self, wav: torch.Tensor) -> torch.Tensor:

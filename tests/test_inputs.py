@@ -63,6 +63,17 @@ def test_bad_latents(codec, make, match):
         codec.decode_latents(make())
 
 
+def test_inputs_on_another_device_are_named(codec):
+    # the meta device stands in for a GPU here: the check must fire before any computation
+    assert codec.device == torch.device("cpu")
+    with pytest.raises(ValueError, match="audio on meta, but the model is on cpu"):
+        codec.encode(torch.zeros(1, 1, 1280, device="meta"))
+    with pytest.raises(ValueError, match="codes on meta"):
+        codec.decode(torch.zeros(1, 2, 3, dtype=torch.long, device="meta"))
+    with pytest.raises(ValueError, match="latents on meta"):
+        codec.decode_latents(torch.zeros(1, 32, 3, device="meta"))
+
+
 def test_streaming_needs_whole_frames_and_same_batch(codec):
     with codec.streaming(batch_size=1):
         with pytest.raises(ValueError, match="whole frames.*1000.*1280"):
