@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -325,6 +326,26 @@ def test_resume_is_exact(audio_dir, tmp_path):
     end = load_file(str(a / "model.safetensors"))
     assert any(not torch.equal(mid[k], end[k]) for k in mid if k.endswith("original1"))
     assert json.loads((a / "state.json").read_text())["lr"] == json.loads((b / "state.json").read_text())["lr"]
+
+
+def test_sigterm_stops_after_the_step_with_a_checkpoint_that_resumes(audio_dir, tmp_path, monkeypatch):
+    from codec12.train import trainer
+
+    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 4, "valid_every": 100, "export": False})
+    original = trainer._Trainer._train_step
+
+    def signalled(self, batch, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step: the step still completes
+        return original(self, batch, step)
+
+    monkeypatch.setattr(trainer._Trainer, "_train_step", signalled)
+    before = signal.getsignal(signal.SIGTERM)
+    stopped = run(recipe, tmp_path / "run", progress=False)
+    assert stopped.step == 2 and stopped.checkpoint.name == "step-00000002" and stopped.release is None
+    assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+    monkeypatch.setattr(trainer._Trainer, "_train_step", original)
+    assert run(recipe, tmp_path / "run", resume=True, progress=False).step == 4
 
 
 def test_nan_batch_is_skipped_and_logged(audio_dir, tmp_path, monkeypatch):

@@ -21,7 +21,9 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -433,6 +435,7 @@ class _Trainer:
         t0, steps_timed = time.perf_counter(), 0
         last_ckpt = None
         it = iter(self.loader)
+        previous_handlers = self._catch_stop_signals()
         try:
             while self.step < end:
                 batch = next(it)
@@ -462,11 +465,17 @@ class _Trainer:
                     last_metrics.update(self._validate())
                 if self.step % r.train.checkpoint_every == 0 and self.step < end:
                     last_ckpt = self._save()
+                if self._stop_agreed():
+                    self._info(f"stop requested: stopping at step {self.step} with a checkpoint (continue with "
+                               f"--resume)")
+                    break
         except KeyboardInterrupt:
             self._info(f"interrupted at step {self.step}; writing a checkpoint")
             self._save()
             raise
         finally:
+            for signum, handler in previous_handlers.items():
+                signal.signal(signum, handler)
             if bar is not None:
                 bar.close()
         last_ckpt = self._save()
@@ -477,6 +486,29 @@ class _Trainer:
         if self.distributed:
             dist.barrier()
         return TrainResult(self.step, self.out_dir, last_ckpt, release, list(self.skipped), last_metrics)
+
+    def _catch_stop_signals(self) -> dict:
+        """SIGTERM (a scheduler's notice, ``kill``) and SIGINT (Ctrl-C, also delivered to jobs started in the
+        background, which otherwise ignore it) ask for a stop at the end of the current step, so the checkpoint
+        is consistent; a second signal interrupts at once."""
+        self._stop_requested = False
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum, frame):
+            if self._stop_requested:
+                raise KeyboardInterrupt
+            self._stop_requested = True
+
+        return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+    def _stop_agreed(self) -> bool:
+        """Whether any rank was asked to stop (all ranks stop at the same step)."""
+        if not self.distributed:
+            return self._stop_requested
+        flag = torch.tensor([float(self._stop_requested)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
 
     # ---- logging -----------------------------------------------------------------------------------------
     def _log_train(self, sums, counts, usage, steps_per_s: float, batch: dict) -> dict[str, float]:
