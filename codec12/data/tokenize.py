@@ -173,7 +173,30 @@ def read_meta(data_dir: str | os.PathLike) -> dict:
 
 
 def ensure_meta(out_dir: Path, meta: dict) -> None:
-    """Write ``meta`` to a new dataset, or check that an existing one was made the same way."""
+    """Write ``meta`` to a new dataset, or check that an existing one was made the same way. Processes that
+    start together (torchrun ranks, job-array tasks) take turns, so none sees another's first shard before
+    its metadata."""
+    with _exclusive(out_dir / f".{META_NAME}.lock"):
+        _ensure_meta(out_dir, meta)
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """A blocking advisory lock on ``lock_path`` (released by the OS even on SIGKILL); a no-op without fcntl."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _ensure_meta(out_dir: Path, meta: dict) -> None:
     path = out_dir / META_NAME
     if path.exists():
         old = read_meta(out_dir)

@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SIDECAR_NAME = "codec12_onnx.json"
-SIDECAR_FORMAT_VERSION = 1
+from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
+
 DEFAULT_OPSET = 17
 GRAPH_NAMES = ("encoder", "decoder", "decoder_latents", "encoder_step", "decoder_step", "decoder_latents_step")
 

@@ -61,10 +61,6 @@ class Balancer(nn.Module):
         schedule = self.schedules.get(name)
         return schedule(w, step) if schedule is not None else w
 
-    def active(self, name: str, step: int) -> bool:
-        """Whether ``name`` contributes to the total at ``step`` (so its gradient is needed)."""
-        return self.weight(name, step) != 0.0
-
     def forward(self, losses: Mapping[str, torch.Tensor], step: int) -> torch.Tensor:
         total = None
         for name, value in losses.items():
