@@ -8,6 +8,7 @@ frame labels from espeak-ng's own phoneme timing (phoneme events of libespeak-ng
 
     python benchmarks/semantic_split.py [--steps 300] [--train 160] [--test 40]
     python benchmarks/semantic_split.py --model c12-tiny-16k --train 0   # measure an existing model
+    python benchmarks/semantic_split.py --init c12-tiny-16k --lr 3e-4     # fine-tune it with and without CTC
 
 Needs espeak-ng (Debian ``espeak-ng``, which ships libespeak-ng.so.1). CPU, about ten minutes at the
 defaults on two cores.
@@ -128,13 +129,14 @@ def collate(items: list[dict], frame_size: int) -> tuple[torch.Tensor, dict]:
     return wav, {"text": [x["text"] for x in items]}
 
 
-def train(corpus: list[dict], steps: int, ctc_weight: float, batch_size: int, seed: int) -> tuple[Codec, list]:
+def train(corpus: list[dict], steps: int, ctc_weight: float, batch_size: int, seed: int, *, init: str | None = None,
+          lr: float = 2e-3) -> tuple[Codec, list]:
     torch.manual_seed(seed)
-    codec = Codec.from_config(codec_config()).train()
+    codec = (Codec.from_pretrained(init) if init else Codec.from_config(codec_config())).train()
     distiller = build_distiller({"teacher": "phonetic", "language": "en-us", "hidden": 128}, codec) \
         if ctc_weight > 0 else None
     params = list(codec.parameters()) + (list(distiller.parameters()) if distiller else [])
-    opt = torch.optim.AdamW(params, lr=2e-3, betas=(0.8, 0.99))
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99))
     stft = MultiResolutionSTFTLoss(fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024])
     rng = random.Random(seed)
     log = []
@@ -177,23 +179,28 @@ def main() -> None:
     parser.add_argument("--model", default=None,
                         help="measure this model (bundled name or directory) on the held-out sentences instead of "
                              "training the two small codecs")
+    parser.add_argument("--init", default=None,
+                        help="fine-tune both runs from this model (bundled name or directory) instead of training "
+                             "the small codec from scratch; its own numbers before fine-tuning are printed too")
+    parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--run", choices=("both", "plain", "ctc"), default="both",
                         help="train both models (default) or one, e.g. two processes side by side")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     tts = EspeakTimed()
     rng = random.Random(args.seed)
-    train_set = make_corpus(args.train, rng, tts, 16000)
-    test_set = make_corpus(args.test, rng, tts, 16000)
-    hours = sum(len(x["wav"]) for x in train_set) / 16000 / 3600
+    sample_rate = Codec.from_pretrained(args.model or args.init).sample_rate if args.model or args.init else 16000
+    train_set = make_corpus(args.train, rng, tts, sample_rate)
+    test_set = make_corpus(args.test, rng, tts, sample_rate)
+    hours = sum(len(x["wav"]) for x in train_set) / sample_rate / 3600
     print(f"corpus: {args.train} training sentences ({hours * 60:.1f} min), {args.test} held out")
     results = {}
-    if args.model:
-        results[str(args.model)] = measure(Codec.from_pretrained(args.model), test_set)
+    if args.model or args.init:
+        results[str(args.model or args.init)] = measure(Codec.from_pretrained(args.model or args.init), test_set)
     runs = {"plain": ("reconstruction only", 0.0), "ctc": ("+ phonetic CTC", args.ctc_weight)}
     for name, weight in [runs[k] for k in runs if args.run in ("both", k) and not args.model]:
         start = time.time()
-        codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed)
+        codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed, init=args.init, lr=args.lr)
         results[name] = measure(codec, test_set)
         print(f"  trained in {time.time() - start:.0f} s", flush=True)
     print(f"\n{'model':<22} {'row':>3} {'PNMI':>6} {'purity':>7} {'baseline':>8} {'codes':>6}")
