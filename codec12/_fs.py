@@ -1,5 +1,5 @@
-"""Crash-safe file output: a file or directory exists whole or not at all, and what was there before is never
-lost half-way."""
+"""Crash-safe file output (a file or directory exists whole or not at all, and what was there before is never
+lost half-way), and the one walk of a directory for audio files."""
 
 from __future__ import annotations
 
@@ -54,3 +54,14 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# Formats libsndfile reads (soundfile), matched case-insensitively when a directory is walked for audio.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
+                    ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv", ".mat", ".sd2", ".htk")
+
+
+def find_audio_files(directory: str | os.PathLike) -> list[Path]:
+    """Audio files (by extension) under ``directory``, recursively, sorted. Tokenize, train and eval all
+    walk directories with this."""
+    return sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())

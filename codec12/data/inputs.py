@@ -15,9 +15,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-# Formats libsndfile reads (soundfile); matched case-insensitively when walking a directory.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
-                    ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv", ".mat", ".sd2", ".htk")
+from codec12._fs import AUDIO_EXTENSIONS, find_audio_files
+
 MANIFEST_EXTENSIONS = (".jsonl", ".json", ".tsv", ".csv", ".txt", ".lst", ".list", ".scp")
 # Column names accepted for the audio path in JSONL / TSV / CSV manifests, in order of preference.
 PATH_KEYS = ("path", "audio_filepath", "audio_path", "audio", "file", "filename", "wav")
@@ -47,7 +46,7 @@ def discover_inputs(spec: str | os.PathLike) -> list[AudioInput]:
     text = str(spec)
     path = Path(text)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
+        files = find_audio_files(path)
         inputs = _ids_relative_to(path, files)
         if not inputs:
             raise ValueError(f"{spec}: no audio files ({', '.join(AUDIO_EXTENSIONS[:4])}, ...) in this directory")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from codec12._fs import AUDIO_EXTENSIONS, find_audio_files
 from codec12.eval.align import align, fit_length
 from codec12.eval.metrics import CORE_METRICS, METRICS, SAMPLE_RATE, MetricError, MetricUnavailable
 from codec12.eval.systems import (
@@ -35,9 +36,6 @@ from codec12.eval.systems import (
 )
 
 REFERENCE = "original"
-# Extensions tried as audio; anything else in the data directory (manifests, notes) is ignored.
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au",
-                            ".snd", ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv"})
 
 
 @dataclass
@@ -60,7 +58,7 @@ def list_audio_files(data_dir: str | os.PathLike) -> list[Path]:
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise NotADirectoryError(f"{data_dir}: not a directory")
-    return sorted(p for p in data_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+    return find_audio_files(data_dir)
 
 
 def read_manifest(path: str | os.PathLike) -> dict[str, str]:
@@ -106,7 +104,7 @@ def evaluate(data_dir: str | os.PathLike, systems: Sequence[System], out_dir: st
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     files = list_audio_files(data_dir)
     if not files:
-        raise ValueError(f"{data_dir}: no audio files (looked for {', '.join(sorted(AUDIO_SUFFIXES))})")
+        raise ValueError(f"{data_dir}: no audio files (looked for {', '.join(AUDIO_EXTENSIONS[:4])}, ...)")
     systems = ([reference_system()] if include_reference else []) + list(systems)
     names = [s.name for s in systems]
     if len(set(names)) != len(names):

@@ -21,32 +21,31 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from codec12._fs import AUDIO_EXTENSIONS, find_audio_files
 from codec12.audio import load_audio
 
 log = logging.getLogger("codec12.train")
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".opus", ".aiff", ".aif")
-
 
 @dataclass(frozen=True)
 class AudioItem:
     path: str
     text: str | None = None
+    language: str | None = None  # of the transcript (an espeak-ng voice such as "nl" or "en-us"), when known
 
 
 def read_items(source: str | Path) -> list[AudioItem]:
     """A directory (searched recursively for audio files) or a manifest: ``.jsonl`` lines with ``path`` (and
-    optional ``text``), or ``.tsv``/``.csv`` with a header naming a ``path`` column (and optional ``text``).
-    Relative manifest paths are relative to the manifest."""
+    optional ``text`` and its ``language``), or ``.tsv``/``.csv`` with a header naming a ``path`` column (and
+    optional ``text``, ``language``). Relative manifest paths are relative to the manifest."""
     source = Path(source)
     if source.is_dir():
-        items = [AudioItem(str(p)) for p in sorted(source.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
+        items = [AudioItem(str(p)) for p in find_audio_files(source)]
     elif source.is_file():
         items = _read_manifest(source)
     else:
         raise ValueError(f"{source}: no such directory or manifest")
     if not items:
-        raise ValueError(f"{source}: no audio files found (looked for {', '.join(AUDIO_SUFFIXES)})")
+        raise ValueError(f"{source}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS[:4])}, ...)")
     return items
 
 
@@ -66,14 +65,14 @@ def _read_manifest(path: Path) -> list[AudioItem]:
                 raise ValueError(f"{path}:{n}: not JSON ({e})") from e
             if not isinstance(row, dict) or not isinstance(row.get("path"), str):
                 raise ValueError(f"{path}:{n}: each line needs a string 'path'")
-            items.append(AudioItem(resolve(row["path"]), row.get("text")))
+            items.append(AudioItem(resolve(row["path"]), row.get("text"), row.get("language") or None))
     elif path.suffix in (".tsv", ".csv"):
         with open(path, newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"{path}: the header must name a 'path' column, got {reader.fieldnames}")
             for row in reader:
-                items.append(AudioItem(resolve(row["path"]), row.get("text") or None))
+                items.append(AudioItem(resolve(row["path"]), row.get("text") or None, row.get("language") or None))
     else:
         raise ValueError(f"{path}: a manifest must be .jsonl, .tsv or .csv")
     return items
@@ -175,7 +174,7 @@ class AudioCrops(Dataset):
         else:
             wav = torch.nn.functional.pad(wav, (0, self.crop_samples - length))
         wav = normalize_loudness(wav, self.loudness_db, self.max_gain_db)
-        return {"audio": wav, "text": text, "path": path}
+        return {"audio": wav, "text": text, "language": self.items[index].language, "path": path}
 
 
 class DrawSampler(Sampler):
@@ -196,9 +195,9 @@ class DrawSampler(Sampler):
 
 
 def collate(items: list[dict]) -> dict:
-    """-> {"audio": [B, C, T], "text": list[str | None], "path": list[str]}."""
+    """-> {"audio": [B, C, T], "text": list[str | None], "language": list[str | None], "path": list[str]}."""
     return {"audio": torch.stack([it["audio"] for it in items]), "text": [it["text"] for it in items],
-            "path": [it["path"] for it in items]}
+            "language": [it.get("language") for it in items], "path": [it["path"] for it in items]}
 
 
 def load_validation(items: list[AudioItem], sample_rate: int, channels: int, frame_size: int, seconds: float,
@@ -216,7 +215,7 @@ def load_validation(items: list[AudioItem], sample_rate: int, channels: int, fra
         wav = wav[:, :max_samples]
         wav = torch.nn.functional.pad(wav, (0, math.ceil(wav.shape[-1] / frame_size) * frame_size - wav.shape[-1]))
         out.append({"audio": normalize_loudness(wav, loudness_db, max_gain_db), "text": item.text,
-                    "path": item.path})
+                    "language": item.language, "path": item.path})
     return out
 
 
