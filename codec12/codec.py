@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.nn.utils import parametrize
 
 from codec12._fs import atomic_write
 from codec12.config import CodecConfig, bitrate
@@ -356,6 +357,42 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
     if problems:
         raise ValueError(f"{where}: " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
+
+
+def copy_weights(source: nn.Module, target: nn.Module, where: str) -> None:
+    """Copy ``source``'s weights into ``target``, the same model with or without weight norm on either side
+    (a folded release into a weight-normed training codec, or the reverse): a weight-normed ``target`` module
+    gets its (magnitude, direction) from the plain weight through the parametrization's inverse. Missing,
+    unexpected or mis-shaped tensors raise ValueError naming them."""
+    folded = {}
+    for name, module in source.named_modules():
+        if parametrize.is_parametrized(module, "weight"):
+            folded[f"{name}.weight"] = module.weight.detach()
+    state = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." not in k}
+    state.update(folded)
+    with torch.no_grad():
+        wn = {}
+        for name, module in target.named_modules():
+            if parametrize.is_parametrized(module, "weight"):
+                key = f"{name}.weight"
+                if key not in state:
+                    raise ValueError(f"{where}: missing tensor {key}")
+                value = state.pop(key)
+                if value.shape != module.weight.shape:
+                    raise ValueError(f"{where}: wrong shape {key}: {tuple(value.shape)} != "
+                                     f"{tuple(module.weight.shape)}")
+                wn[key] = (module, value)
+        plain = {k: v for k, v in target.state_dict().items() if ".parametrizations.weight." not in k}
+        missing, extra = sorted(set(plain) - set(state)), sorted(set(state) - set(plain))
+        shapes = [k for k in set(plain) & set(state) if plain[k].shape != state[k].shape]
+        if missing or extra or shapes:
+            raise ValueError(f"{where}: " + "; ".join(
+                part for part in (missing and f"missing tensors {_few(missing)}",
+                                  extra and f"unexpected tensors {_few(extra)}",
+                                  shapes and f"wrong shapes {_few(sorted(shapes))}") if part))
+        for module, value in wn.values():
+            module.weight = value.to(module.weight)  # the parametrization's right_inverse sets magnitude/direction
+        target.load_state_dict(state, strict=False)
 
 
 def _few(items: list[str], n: int = 8) -> str:

@@ -8,8 +8,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec12 import Codec, load_audio
+from codec12.codec import copy_weights
 from codec12.export.container import read_c12, write_c12
-from tests.conftest import tiny_codec
+from tests.conftest import speechlike, tiny_codec, tiny_config
 
 
 def test_save_load_bit_exact(tmp_path):
@@ -127,3 +128,18 @@ def test_cli_encode_decode(tmp_path, write_wav):
     (tmp_path / "bad.wav").write_text("hello")
     r = run_cli("encode", tmp_path / "bad.wav", tmp_path / "bad.c12", "--model", tmp_path / "model")
     assert r.returncode == 1 and "bad.wav" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_copy_weights_between_folded_and_weight_normed_models(tmp_path):
+    torch.manual_seed(0)
+    trained = Codec.from_config(tiny_config())
+    trained.save_pretrained(tmp_path / "release")
+    release = Codec.from_pretrained(tmp_path / "release").folded()
+    fresh = Codec.from_config(tiny_config())  # weight norm on, other random weights
+    copy_weights(release, fresh, where="test")
+    wav = torch.from_numpy(speechlike(0.48, 16000)).T[None].float()
+    assert torch.equal(fresh.eval().encode(wav), release.encode(wav))
+    assert torch.allclose(fresh.decode(release.encode(wav)), release.decode(release.encode(wav)), atol=1e-5)
+    with pytest.raises(ValueError, match=r"^x: (missing|unexpected|wrong shape)"):
+        copy_weights(release, Codec.from_config(tiny_config().replace(latent_dim=16, depthwise_upsample=False)), "x")
+

@@ -15,7 +15,7 @@ def _run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    recipe = load_recipe(args.recipe, args.set)
+    recipe = load_recipe(args.recipe, args.set + ([f"model.init={args.init}"] if args.init else []))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     result = run(recipe, out, resume=args.resume, until_step=args.until_step, progress=not args.no_progress)
     if rank == 0:
@@ -33,6 +33,9 @@ def add_parsers(subparsers) -> None:
                    help="override a recipe value, e.g. --set train.steps=1000 --set data.train=/data/speech")
     p.add_argument("--out", help="run directory for logs, checkpoints and the release (default: runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--init", metavar="MODEL_OR_CHECKPOINT", default=None,
+                   help="start a new run from these weights (fine-tuning): a run or checkpoint directory, a release, "
+                        "a bundled model or a Mimi checkpoint; same as --set model.init=...")
     p.add_argument("--until-step", type=int, default=None,
                    help="stop with a checkpoint at this step (continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -26,14 +26,21 @@ _FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedul
 
 @dataclass(frozen=True, kw_only=True)
 class ModelRecipe:
-    """preset: a CodecConfig preset; overrides: nested CodecConfig fields replacing the preset's."""
+    """preset: a CodecConfig preset; overrides: nested CodecConfig fields replacing the preset's.
+    init: start from these weights instead of random ones (a new run, fine-tuning): a training checkpoint or run
+    directory (its latest checkpoint; the discriminators come too when the recipe trains the same ones), or any
+    model ``Codec.from_pretrained`` loads (a release, a bundled name, a Mimi checkpoint). Its architecture must
+    be the recipe's; training-only quantizer settings may differ."""
 
     preset: str = "c12-tiny-16k"
     overrides: dict = field(default_factory=dict)
+    init: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.overrides, dict):
             raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
+        if self.init is not None and (not isinstance(self.init, str) or not self.init):
+            raise ValueError(f"model.init must be a path or model name, got {self.init!r}")
 
     def codec_config(self) -> CodecConfig:
         base = CodecConfig.from_preset(self.preset).to_dict()

@@ -17,6 +17,7 @@ a wrapper per module).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -36,7 +37,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from codec12.codec import Codec, CodecOutput
+from codec12.codec import Codec, CodecOutput, copy_weights
+from codec12.config import CodecConfig
 from codec12.export.release import export_release
 from codec12.losses import (
     AdversarialLoss,
@@ -176,6 +178,8 @@ class _Trainer:
             self.adversaries["mpd"] = AdversarialLoss(
                 MultiPeriodDiscriminator(d.mpd_periods, d.mpd_channels, ch), r.losses.gan)
         self.adversaries.to(self.device).train()
+        if r.model.init is not None and self.resume_from is None:
+            self._load_init(r.model.init)
 
         self.l1 = L1WaveLoss()
         self.stft = MultiResolutionSTFTLoss(r.losses.stft_fft_sizes).to(self.device)
@@ -629,6 +633,44 @@ class _Trainer:
         if self.distributed:
             dist.barrier()
         return path
+
+    def _load_init(self, spec: str) -> None:
+        """``model.init``: the starting weights of a new run (see :class:`~codec12.train.recipe.ModelRecipe`)."""
+        from codec12.codec import load_state_dict_strict
+
+        path = Path(spec)
+        if (path / "checkpoints").is_dir():
+            latest = ckpt.latest_checkpoint(path / "checkpoints")
+            if latest is None:
+                raise ValueError(f"model.init: {path} is a run directory without a checkpoint")
+            path = latest
+        if (path / "state.json").is_file():
+            files, state = ckpt.read_checkpoint(path)
+            config = CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json")
+            self._check_init_config(config, path)
+            source = Codec.from_config(config)
+            load_state_dict_strict(source, files["model"], f"{path}/model.safetensors")
+            copy_weights(source, self.codec, where=f"{path}/model.safetensors")
+            if len(self.adversaries) and "discriminators" in files:
+                try:
+                    load_state_dict_strict(self.adversaries, files["discriminators"],
+                                           f"{path}/discriminators.safetensors")
+                    self._info(f"discriminators initialised from {path}")
+                except ValueError as e:
+                    self._info(f"discriminators start fresh ({e})")
+        else:
+            source = Codec.from_pretrained(spec)
+            self._check_init_config(source.config, spec)
+            copy_weights(source, self.codec, where=str(spec))
+        self._info(f"model initialised from {path}")
+
+    def _check_init_config(self, config: CodecConfig, where) -> None:
+        # A release folds weight norm (norm "none"); the weights are the same model either way.
+        seanet = dataclasses.replace(config.seanet, norm=self.config.seanet.norm)
+        if config.replace(seanet=seanet).config_hash() != self.config.config_hash():
+            raise ValueError(f"model.init: {where} holds a different architecture ({config.name or 'unnamed'}, "
+                             f"config {config.config_hash()}) than the recipe's model ({self.config.name}); set "
+                             f"model.preset / model.overrides to match it")
 
     def _load(self, path: Path) -> None:
         from codec12.codec import load_state_dict_strict
