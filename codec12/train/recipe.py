@@ -28,9 +28,9 @@ _FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedul
 class ModelRecipe:
     """preset: a CodecConfig preset; overrides: nested CodecConfig fields replacing the preset's.
     init: start from these weights instead of random ones (a new run, fine-tuning): a training checkpoint or run
-    directory (its latest checkpoint; the discriminators come too when the recipe trains the same ones), or any
-    model ``Codec.from_pretrained`` loads (a release, a bundled name, a Mimi checkpoint). Its architecture must
-    be the recipe's; training-only quantizer settings may differ."""
+    directory (its latest checkpoint; discriminators and distillation head come too when the recipe has the
+    same ones), or any model ``Codec.from_pretrained`` loads (a release, a bundled name, a Mimi checkpoint).
+    Its architecture must be the recipe's; training-only quantizer settings may differ."""
 
     preset: str = "c12-tiny-16k"
     overrides: dict = field(default_factory=dict)

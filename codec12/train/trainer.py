@@ -658,6 +658,12 @@ class _Trainer:
                     self._info(f"discriminators initialised from {path}")
                 except ValueError as e:
                     self._info(f"discriminators start fresh ({e})")
+            if self.distiller is not None and self.distiller.state_dict() and "distiller" in files:
+                try:
+                    load_state_dict_strict(self.distiller, files["distiller"], f"{path}/distiller.safetensors")
+                    self._info(f"distillation head initialised from {path}")
+                except ValueError as e:
+                    self._info(f"distillation head starts fresh ({e})")
         else:
             source = Codec.from_pretrained(spec)
             self._check_init_config(source.config, spec)
