@@ -503,6 +503,9 @@ class _Trainer:
             if self._stop_requested:
                 raise KeyboardInterrupt
             self._stop_requested = True
+            if self.is_main:
+                print(f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint (send it again "
+                      f"to stop at once)", file=sys.stderr, flush=True)
 
         return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
