@@ -2,24 +2,29 @@
 per-frame latency (p50/p99), on random-weight presets (speed does not depend on the weights).
 
     .venv/bin/python benchmarks/onnx_speed.py [--presets c12-mimi-24k c12-tiny-16k] [--seconds 10]
-        [--repeats 3] [--frames 50] [--threads 2]
+        [--repeats 3] [--frames 50] [--threads 2] [--no-write]
 
 Both sides run the inference form of the model (weight norm folded) in float32 on CPU with the same number
-of threads. Prints a markdown table.
+of threads. Prints a markdown table and writes it into docs/benchmarks.md (unless ``--no-write``).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from codec12 import Codec, CodecConfig
-from codec12.export import OnnxCodec, export_onnx
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _docs import machine_line, update_docs  # noqa: E402
+
+from codec12 import Codec, CodecConfig  # noqa: E402
+from codec12.export import OnnxCodec, export_onnx  # noqa: E402
 
 
 def _speech(seconds: float, sample_rate: int, channels: int) -> np.ndarray:
@@ -89,19 +94,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="offline runs; the best is reported")
     parser.add_argument("--frames", type=int, default=50, help="frames streamed for the latency percentiles")
     parser.add_argument("--threads", type=int, default=2, help="threads for both runtimes")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    machine = machine_line(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for preset in args.presets:
             rows += bench(preset, args.seconds, args.repeats, args.frames, args.threads, Path(work))
-    print(f"\n{args.seconds:g} s of audio, {args.threads} threads; offline in seconds per second of audio (lower is "
-          f"better); streaming latency per 80 ms frame in ms")
-    print("| model | runtime | encode s/s | decode s/s | stream enc p50 | p99 | stream dec p50 | p99 |")
-    print("|---|---|---|---|---|---|---|---|")
+    lines = ["| model | runtime | encode s/s | decode s/s | stream enc p50 | p99 | stream dec p50 | p99 |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        print(f"| {r['model']} | {r['runtime']} | {r['encode']:.3f} | {r['decode']:.3f} | {r['enc_p50']:.1f} | "
-              f"{r['enc_p99']:.1f} | {r['dec_p50']:.1f} | {r['dec_p99']:.1f} |")
+        lines.append(f"| {r['model']} | {r['runtime']} | {r['encode']:.3f} | {r['decode']:.3f} | {r['enc_p50']:.1f} | "
+                     f"{r['enc_p99']:.1f} | {r['dec_p50']:.1f} | {r['dec_p99']:.1f} |")
+    cmd = "python benchmarks/onnx_speed.py " + " ".join(sys.argv[1:])
+    text = (f"{machine}  \nCommand: `{cmd.strip()}`  \nDate: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
+            f"random weights (speed does not depend on them), weight norm folded on both sides, float32; offline: "
+            f"{args.seconds:g} s of audio, best of {args.repeats}, seconds per second of audio (lower is better); "
+            f"streaming: one 80 ms frame per call over {args.frames} frames, ms.\n\n" + "\n".join(lines))
+    print(text)
+    if not args.no_write:
+        update_docs("onnx_speed", "onnxruntime vs PyTorch eager (CPU)", text)
 
 
 if __name__ == "__main__":
