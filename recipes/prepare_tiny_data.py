@@ -35,7 +35,7 @@ import torchaudio.functional as AF
 
 FILLETS = Path("/usr/share/games/fillets-ng")
 REAL_LANGUAGES = ("nl", "cs")
-# game translation file -> espeak-ng voice
+# game translation file -> espeak-ng voice (also the manifests' "language": the phonetic teacher's voice)
 ESPEAK_VOICES = {"en": "en-us", "de": "de", "fr": "fr", "es": "es", "it": "it", "pl": "pl", "sv": "sv", "ru": "ru",
                  "nl": "nl", "cs": "cs"}
 ESPEAK_VARIANTS = ("", "+m1", "+m3", "+f2", "+f4", "+m7", "+f1")
@@ -140,8 +140,8 @@ def main() -> None:
                 if wav is None:
                     continue
                 speaker = f"fillets-{lang}-{ogg.stem.split('-')[1] if '-' in ogg.stem else 'x'}"
-                meta = dict(text=texts.get(ogg.stem, ""), language=lang, speaker=speaker, source="fillets",
-                            level=level)
+                meta = dict(text=texts.get(ogg.stem, ""), language=ESPEAK_VOICES[lang], speaker=speaker,
+                            source="fillets", level=level)
                 add(split, f"{split}/fillets/{lang}/{level}/{ogg.stem}.flac", wav, **meta)
                 if split == "train" and rng.random() < args.augment_share:
                     add(split, f"{split}/fillets-aug/{lang}/{level}/{ogg.stem}.flac", augment(wav, sr, rng),
@@ -161,7 +161,7 @@ def main() -> None:
                     continue
                 split = split_of(level)
                 add(split, f"{split}/espeak/{lang}/{level}-{key}{variant.replace('+', '_')}.flac", wav, text=text,
-                    language=lang, speaker=f"espeak-{voice}{variant}", source="espeak", level=level)
+                    language=voice, speaker=f"espeak-{voice}{variant}", source="espeak", level=level)
             print(f"espeak {lang}: done")
     else:
         print("espeak-ng not found: skipping espeak voices (apt-get install espeak-ng)")
@@ -180,7 +180,7 @@ def main() -> None:
                 continue
             wav = AF.resample(torch.from_numpy(audio)[None], 24000, sr)
             split = split_of(level)
-            add(split, f"{split}/hibari/{level}-{key}-{speed}.flac", wav, text=text, language="en",
+            add(split, f"{split}/hibari/{level}-{key}-{speed}.flac", wav, text=text, language=ESPEAK_VOICES["en"],
                 speaker="hibari-af_heart", source="hibari", level=level)
         print("hibari: done")
 

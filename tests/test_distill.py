@@ -226,6 +226,8 @@ def test_phonemizer_espeak():
     assert [PHONE_INVENTORY[i] for i in ids] == ["h", "ə", "l", "oʊ", "w", "ɜː", "l", "d"]
     nl = distiller.targets({"text": ["goedemorgen"], "language": ["nl"]})[0]
     assert PHONE_INDEX["ɣ"] in nl
+    # punctuation only has no phones: no target (an empty CTC target would teach "speech is silence")
+    assert distiller.targets({"text": ["...!"]}) == [None]
     phonemizer = distiller.phonemizers["en-us"]
     assert phonemizer("Hello world") is phonemizer("Hello world")  # cached
     with pytest.raises(ValueError, match="espeak-ng -v xx-nonexistent"):

@@ -192,7 +192,7 @@ class PhoneticDistiller(nn.Module):
         return self.phonemizers[language]
 
     def targets(self, batch: dict) -> list[list[int] | None]:
-        """Phone indices per item of ``batch["text"]`` (``None`` where the transcript is missing)."""
+        """Phone indices per item of ``batch["text"]`` (``None`` where the transcript is missing or has no phones)."""
         texts = batch.get("text") if isinstance(batch, dict) else None
         if texts is None:
             raise ValueError("the phonetic teacher needs transcripts: batch['text'] (list of str) is missing")
@@ -204,7 +204,8 @@ class PhoneticDistiller(nn.Module):
                 continue
             if not isinstance(text, str):
                 raise ValueError(f"batch['text'] items must be str or None, got {type(text).__name__}")
-            out.append(phones_to_ids(list(self._phonemizer(language or self.config.language)(text))))
+            ids = phones_to_ids(list(self._phonemizer(language or self.config.language)(text)))
+            out.append(ids or None)  # no phones (blank or punctuation only): nothing to align, left out
         return out
 
     def forward(self, wav: torch.Tensor, output, batch: dict) -> dict[str, torch.Tensor]:

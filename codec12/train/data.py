@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,17 +66,33 @@ def _read_manifest(path: Path) -> list[AudioItem]:
                 raise ValueError(f"{path}:{n}: not JSON ({e})") from e
             if not isinstance(row, dict) or not isinstance(row.get("path"), str):
                 raise ValueError(f"{path}:{n}: each line needs a string 'path'")
-            items.append(AudioItem(resolve(row["path"]), row.get("text"), row.get("language") or None))
+            if not isinstance(row.get("text") or "", str) or not isinstance(row.get("language") or "", str):
+                raise ValueError(f"{path}:{n}: 'text' and 'language' must be strings")
+            items.append(_item(resolve(row["path"]), row.get("text"), row.get("language")))
     elif path.suffix in (".tsv", ".csv"):
         with open(path, newline="") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
             if not reader.fieldnames or "path" not in reader.fieldnames:
                 raise ValueError(f"{path}: the header must name a 'path' column, got {reader.fieldnames}")
             for row in reader:
-                items.append(AudioItem(resolve(row["path"]), row.get("text") or None, row.get("language") or None))
+                items.append(_item(resolve(row["path"]), row.get("text"), row.get("language")))
     else:
         raise ValueError(f"{path}: a manifest must be .jsonl, .tsv or .csv")
     return items
+
+
+def _item(path: str, text: str | None, language: str | None) -> AudioItem:
+    # A blank transcript is no transcript: an empty CTC target would teach the head that speech is silence.
+    return AudioItem(path, (text or "").strip() or None, (language or "").strip() or None)
+
+
+def worker_init(_: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT: a signal sent to the whole process group (a scheduler's
+    pre-emption, Ctrl-C) is the main process's to handle at the end of its step; a worker killed by it would
+    crash the step instead. The main process shuts the workers down when it exits."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # workers decode and crop; the model gets the cores' threads
 
 
 def hash_fraction(name: str) -> float:
