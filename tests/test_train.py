@@ -216,6 +216,12 @@ def test_recipes_state_only_differences_and_load(tmp_path):
     sched = fsq.losses.weight_schedules()
     assert sched["l1"](1.0, 0) == 1.0 and sched["l1"](1.0, 10**6) == 0.0
     assert len(fsq.discriminators.msstft_n_ffts) == 8 and fsq.losses.weights["commitment"] == 0.1
+    # The bundled model's second phase: the first phase's recipe plus the phonetic teacher, from its run.
+    assert json.loads((RECIPES / "tiny-16k-cpu-phonetic.json").read_text())["base"] == "tiny-16k-cpu.json"
+    phonetic = load_recipe(RECIPES / "tiny-16k-cpu-phonetic.json")
+    assert phonetic.distill == {"teacher": "phonetic"} and phonetic.losses.weights["distill_ctc"] == 1.0
+    assert phonetic.model.init == "runs/tiny16k" and phonetic.data.crop_frames == 40
+    assert phonetic.data.train == load_recipe(RECIPES / "tiny-16k-cpu.json").data.train
 
 
 def test_recipe_overrides_coerce_and_reject_unknown_keys(tmp_path):
@@ -253,6 +259,13 @@ def test_manifests_carry_text_and_ranks_draw_disjoint_items(tmp_path, write_wav)
         items = read_items(tmp_path / manifest)
         assert [it.text for it in items] == ["t0", "t1", "t2", "t3"] and all(Path(it.path).is_file() for it in items)
         assert {it.language for it in items} == {"nl"}
+    # A blank transcript or language is none (not an empty target); a non-string one is an error.
+    (tmp_path / "blank.jsonl").write_text(json.dumps({"path": "a/0.wav", "text": " ", "language": ""}) + "\n")
+    assert read_items(tmp_path / "blank.jsonl")[0].text is None
+    assert read_items(tmp_path / "blank.jsonl")[0].language is None
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"path": "a/0.wav", "text": 3}) + "\n")
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: 'text' and 'language' must be strings"):
+        read_items(tmp_path / "bad.jsonl")
     items = read_items(tmp_path / "m.jsonl")
     train, valid = split_items(items, 0.25, 8)
     assert len(valid) == 1 and split_items(items, 0.25, 8) == (train, valid)
@@ -333,21 +346,51 @@ def test_resume_is_exact(audio_dir, tmp_path):
 def test_sigterm_stops_after_the_step_with_a_checkpoint_that_resumes(audio_dir, tmp_path, monkeypatch):
     from codec12.train import trainer
 
-    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 4, "valid_every": 100, "export": False})
-    original = trainer._Trainer._train_step
+    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 4, "valid_every": 100, "checkpoint_every": 2})
+    original, original_save = trainer._Trainer._train_step, trainer._Trainer._save
+    saves = []
 
     def signalled(self, batch, step):
         if step == 1:
             os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step: the step still completes
         return original(self, batch, step)
 
+    def counted_save(self):
+        saves.append(self.step)
+        return original_save(self)
+
     monkeypatch.setattr(trainer._Trainer, "_train_step", signalled)
+    monkeypatch.setattr(trainer._Trainer, "_save", counted_save)
     before = signal.getsignal(signal.SIGTERM)
     stopped = run(recipe, tmp_path / "run", progress=False)
-    assert stopped.step == 2 and stopped.checkpoint.name == "step-00000002" and stopped.release is None
+    assert stopped.step == 2 and stopped.checkpoint.name == "step-00000002" and stopped.stop_signal == signal.SIGTERM
+    assert stopped.release is None  # stopped before train.steps: no release yet
+    assert saves == [2]  # the stop fell on a checkpoint step: written once
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
     monkeypatch.setattr(trainer._Trainer, "_train_step", original)
-    assert run(recipe, tmp_path / "run", resume=True, progress=False).step == 4
+    resumed = run(recipe, tmp_path / "run", resume=True, progress=False)
+    assert resumed.step == 4 and resumed.release is not None and resumed.stop_signal is None
+
+
+def test_a_second_signal_stops_at_once_without_a_checkpoint(audio_dir, tmp_path, monkeypatch):
+    from codec12.train import trainer
+
+    recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 4, "valid_every": 100, "checkpoint_every": 1,
+                                                           "export": False})
+    original = trainer._Trainer._train_step
+
+    def signalled_twice(self, batch, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # the step is cut here, before it changed anything
+        return original(self, batch, step)
+
+    monkeypatch.setattr(trainer._Trainer, "_train_step", signalled_twice)
+    with pytest.raises(KeyboardInterrupt):
+        run(recipe, tmp_path / "run", progress=False)
+    ckpts = tmp_path / "run" / "checkpoints"
+    assert sorted(p.name for p in ckpts.glob("step-*")) == ["step-00000001"]
+    assert (ckpts / "latest").read_text().strip() == "step-00000001"
 
 
 def test_init_starts_a_new_run_from_a_release_or_a_run(audio_dir, tmp_path):
@@ -369,8 +412,17 @@ def test_init_starts_a_new_run_from_a_release_or_a_run(audio_dir, tmp_path):
         assert pa.keys() == pb.keys()
         for k in pa:
             assert torch.allclose(pa[k], pb[k], atol=1e-6), k
-    logs = (tmp_path / f"second-{len(str(tmp_path / 'first'))}" / "log.jsonl").read_text()
-    assert logs  # the run from a run directory logged its steps
+    # From a run directory (same parametrization): the checkpoint's tensors exactly — weights, codebook
+    # buffers, discriminators and the distillation head — before any step of the new run.
+    distilled = with_fake_distill(base)
+    source = run(distilled, tmp_path / "distilled", build_distiller=fake_builder(), progress=False)
+    started = run(distilled.replace(model={"init": str(tmp_path / "distilled")}), tmp_path / "started",
+                  until_step=0, build_distiller=fake_builder(), progress=False)
+    assert started.step == 0
+    for name in ("model", "discriminators", "distiller"):
+        a = load_file(str(source.checkpoint / f"{name}.safetensors"))
+        b = load_file(str(started.checkpoint / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     other = base.replace(model={"init": str(first.release), "overrides": {**base.model.overrides,
                                                                            "latent_dim": 16,
                                                                            "depthwise_upsample": False}})

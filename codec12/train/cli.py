@@ -1,10 +1,12 @@
-"""``codec12 train RECIPE [--set key=value ...] [--out DIR] [--resume]`` (also under torchrun)."""
+"""``codec12 train RECIPE [--set key=value ...] [--out DIR] [--resume | --init MODEL]`` (also under torchrun)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 
@@ -15,11 +17,13 @@ def _run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    recipe = load_recipe(args.recipe, args.set + ([f"model.init={args.init}"] if args.init else []))
+    # --init is a path or a model name, never parsed as a --set value (a directory called "2000" or "null")
+    recipe = load_recipe(args.recipe, args.set + ([f"model.init={json.dumps(args.init)}"] if args.init else []))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
     result = run(recipe, out, resume=args.resume, until_step=args.until_step, progress=not args.no_progress)
     if rank == 0:
-        print(f"stopped at step {result.step}; checkpoint {result.checkpoint}"
+        by = f" ({signal.Signals(result.stop_signal).name})" if result.stop_signal else ""
+        print(f"stopped at step {result.step}{by}; checkpoint {result.checkpoint}"
               + (f"; release {result.release}" if result.release else ""))
     return 0
 
@@ -27,7 +31,8 @@ def _run(args: argparse.Namespace) -> int:
 def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a codec from a recipe (runs under torchrun for several processes)",
                               description="Train a codec from a recipe file (JSON or TOML). Bundled recipes can be "
-                                          "named without a path: base, mimi-24k, fsq-24k, tiny-16k-cpu.")
+                                          "named without a path: base, mimi-24k, fsq-24k, tiny-16k-cpu, "
+                                          "tiny-16k-cpu-phonetic.")
     p.add_argument("recipe", help="recipe file, or the name of a bundled recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 --set data.train=/data/speech")

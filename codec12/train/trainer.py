@@ -59,6 +59,7 @@ from codec12.train.data import (
     probe,
     read_items,
     split_items,
+    worker_init,
 )
 from codec12.train.recipe import Recipe, load_recipe
 
@@ -78,6 +79,7 @@ class TrainResult:
     release: Path | None
     skipped_steps: list[int] = field(default_factory=list)
     last_metrics: dict[str, float] = field(default_factory=dict)
+    stop_signal: int | None = None  # the signal (SIGTERM, SIGINT) that stopped the run early, if any
 
 
 class NonFiniteError(RuntimeError):
@@ -258,7 +260,7 @@ class _Trainer:
         self.loader = DataLoader(
             self.dataset, batch_size=r.data.batch_size, collate_fn=collate, num_workers=r.data.num_workers,
             sampler=DrawSampler(r.data.batch_size, self.rank, self.world_size, start_step=self.step),
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            pin_memory=self.device.type == "cuda", persistent_workers=False, worker_init_fn=worker_init,
             generator=torch.Generator(),  # keeps DataLoader from drawing on the global RNG (exact resume)
         )
         self.valid = []
@@ -437,7 +439,7 @@ class _Trainer:
         usage = [torch.zeros(s, dtype=torch.long) for s in self.config.codebook_sizes]
         last_metrics: dict[str, float] = {}
         t0, steps_timed = time.perf_counter(), 0
-        last_ckpt = None
+        last_ckpt, saved_step = None, None
         it = iter(self.loader)
         previous_handlers = self._catch_stop_signals()
         try:
@@ -468,44 +470,49 @@ class _Trainer:
                 if self.is_main and self.valid and (self.step % r.train.valid_every == 0 or self.step == r.train.steps):
                     last_metrics.update(self._validate())
                 if self.step % r.train.checkpoint_every == 0 and self.step < end:
-                    last_ckpt = self._save()
+                    last_ckpt, saved_step = self._save(), self.step
                 if self._stop_agreed():
                     self._info(f"stop requested: stopping at step {self.step} with a checkpoint (continue with "
                                f"--resume)")
                     break
         except KeyboardInterrupt:
-            self._info(f"interrupted at step {self.step}; writing a checkpoint")
-            self._save()
+            # A second signal lands anywhere in a step (after an optimizer update, before the step count moves),
+            # so the state is no step's: no checkpoint, the last one written stays the latest.
+            self._info(f"interrupted during step {self.step + 1}: no checkpoint written (the latest is "
+                       f"{last_ckpt.name if last_ckpt else 'from before this run'})")
             raise
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)
             if bar is not None:
                 bar.close()
-        last_ckpt = self._save()
+        if saved_step != self.step:
+            last_ckpt = self._save()
         release = None
         if self.is_main and self.step >= r.train.steps and r.train.export:
             release = export_release(self.codec, self.out_dir / "release", weights=self.ema)
             self._info(f"release written to {release}")
         if self.distributed:
             dist.barrier()
-        return TrainResult(self.step, self.out_dir, last_ckpt, release, list(self.skipped), last_metrics)
+        return TrainResult(self.step, self.out_dir, last_ckpt, release, list(self.skipped), last_metrics,
+                           self._stop_signal)
 
     def _catch_stop_signals(self) -> dict:
         """SIGTERM (a scheduler's notice, ``kill``) and SIGINT (Ctrl-C, also delivered to jobs started in the
         background, which otherwise ignore it) ask for a stop at the end of the current step, so the checkpoint
-        is consistent; a second signal interrupts at once."""
+        is consistent; a second signal interrupts at once, without a checkpoint."""
         self._stop_requested = False
+        self._stop_signal = None
         if threading.current_thread() is not threading.main_thread():
             return {}
 
         def request_stop(signum, frame):
             if self._stop_requested:
                 raise KeyboardInterrupt
-            self._stop_requested = True
+            self._stop_requested, self._stop_signal = True, signum
             if self.is_main:
                 print(f"\n{signal.Signals(signum).name}: finishing this step and writing a checkpoint (send it again "
-                      f"to stop at once)", file=sys.stderr, flush=True)
+                      f"to stop at once, without one)", file=sys.stderr, flush=True)
 
         return {signum: signal.signal(signum, request_stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
@@ -651,9 +658,12 @@ class _Trainer:
             files, state = ckpt.read_checkpoint(path)
             config = CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json")
             self._check_init_config(config, path)
-            source = Codec.from_config(config)
-            load_state_dict_strict(source, files["model"], f"{path}/model.safetensors")
-            copy_weights(source, self.codec, where=f"{path}/model.safetensors")
+            if config.seanet.norm == self.config.seanet.norm:  # same parametrization: the exact tensors
+                load_state_dict_strict(self.codec, files["model"], f"{path}/model.safetensors")
+            else:
+                source = Codec.from_config(config)
+                load_state_dict_strict(source, files["model"], f"{path}/model.safetensors")
+                copy_weights(source, self.codec, where=f"{path}/model.safetensors")
             if len(self.adversaries) and "discriminators" in files:
                 try:
                     load_state_dict_strict(self.adversaries, files["discriminators"],
