@@ -56,9 +56,10 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-# Formats libsndfile reads (soundfile), matched case-insensitively when a directory is walked for audio.
+# Formats libsndfile reads (soundfile), matched case-insensitively when a directory is walked for audio; its
+# .mat, .htk and .sd2 are left out: in speech corpora those names are mostly MATLAB data and HTK features.
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc", ".au", ".snd",
-                    ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv", ".mat", ".sd2", ".htk")
+                    ".caf", ".w64", ".rf64", ".sph", ".nist", ".voc", ".wv")
 
 
 def find_audio_files(directory: str | os.PathLike) -> list[Path]:

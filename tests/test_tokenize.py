@@ -423,3 +423,21 @@ def test_detokenize_records_a_bad_row_and_goes_on(tokenized, codec, tmp_path):
     summary = detokenize_dataset(data, tmp_path / "wavs", codec, progress=False)
     assert summary.failed == [rows[0]["id"]] and summary.written == len(GOOD) - 1
     assert not (tmp_path / "wavs" / f"{rows[0]['id']}.wav").exists()
+
+
+def test_a_partition_is_written_by_one_process_at_a_time(tmp_path):
+    from codec12.data.tokenize import _partition_lock
+
+    stale = tmp_path / ".r0-00000.parquet.tmp123"
+    stale.write_bytes(b"left by a killed run")
+    other = tmp_path / ".r1-00000.parquet.tmp9"
+    other.write_bytes(b"another partition's")
+    with _partition_lock(tmp_path, "r0-"):
+        assert not stale.exists() and other.exists()  # only this partition's leftovers are removed
+        with pytest.raises(ValueError, match=r"another process is tokenizing this partition \(r0-\*\)"):
+            with _partition_lock(tmp_path, "r0-"):
+                pass
+        with _partition_lock(tmp_path, "r1-"):  # other partitions are free
+            assert not other.exists()
+    with _partition_lock(tmp_path, "r0-"):  # released on exit
+        pass

@@ -26,7 +26,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -181,17 +181,18 @@ def ensure_meta(out_dir: Path, meta: dict) -> None:
 
 
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    """A blocking advisory lock on ``lock_path`` (released by the OS even on SIGKILL); a no-op without fcntl."""
+def _exclusive(lock_path: Path, wait: bool = True) -> Iterator[bool]:
+    """An exclusive advisory lock on ``lock_path`` (released by the OS even on SIGKILL). Yields whether a lock is
+    held (False without fcntl); ``wait=False`` raises BlockingIOError when another process holds it."""
     try:
         import fcntl
     except ImportError:
-        yield
+        yield False
         return
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield True
     finally:
         os.close(fd)
 
@@ -357,28 +358,21 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 @contextmanager
 def _partition_lock(out_dir: Path, prefix: str) -> Iterator[None]:
-    """Hold an exclusive lock on one partition of ``out_dir`` (released by the OS even on SIGKILL), so two
-    processes never write the same shard names or remove each other's temp files."""
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks here: rely on distinct partitions
-        yield
-        return
-    lock_path = out_dir / f".{prefix}lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    """Hold an exclusive lock on one partition of ``out_dir``, so two processes never write the same shard
+    names or remove each other's temp files."""
+    with ExitStack() as stack:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locked = stack.enter_context(_exclusive(out_dir / f".{prefix}lock", wait=False))
         except BlockingIOError:
-            raise ValueError(f"{out_dir}: another process is tokenizing this partition ({prefix}*) right now") from None
-        # Temp files of this partition were left by a killed run (the lock proves nobody else writes them).
-        stale = re.compile(re.escape(f".{prefix}") + r"\d+\.parquet\.tmp\d+")
-        for p in out_dir.iterdir():
-            if stale.fullmatch(p.name):
-                p.unlink(missing_ok=True)
+            raise ValueError(f"{out_dir}: another process is tokenizing this partition ({prefix}*) right now"
+                             ) from None
+        if locked:  # without advisory locks, rely on distinct partitions and leave temp files alone
+            # Temp files of this partition were left by a killed run (the lock proves nobody else writes them).
+            stale = re.compile(re.escape(f".{prefix}") + r"\d+\.parquet\.tmp\d+")
+            for p in out_dir.iterdir():
+                if stale.fullmatch(p.name):
+                    p.unlink(missing_ok=True)
         yield
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------- loading (in DataLoader workers)
