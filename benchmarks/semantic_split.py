@@ -181,7 +181,8 @@ def main() -> None:
                              "training the two small codecs")
     parser.add_argument("--init", default=None,
                         help="fine-tune both runs from this model (bundled name or directory) instead of training "
-                             "the small codec from scratch; its own numbers before fine-tuning are printed too")
+                             "the small codec from scratch (its stored weights, weight norm folded); its own numbers "
+                             "before fine-tuning are printed too")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--run", choices=("both", "plain", "ctc"), default="both",
                         help="train both models (default) or one, e.g. two processes side by side")

@@ -140,6 +140,12 @@ def test_copy_weights_between_folded_and_weight_normed_models(tmp_path):
     wav = torch.from_numpy(speechlike(0.48, 16000)).T[None].float()
     assert torch.equal(fresh.eval().encode(wav), release.encode(wav))
     assert torch.allclose(fresh.decode(release.encode(wav)), release.decode(release.encode(wav)), atol=1e-5)
+    # and back: weight-normed -> folded
+    torch.manual_seed(1)
+    folded = Codec.from_config(tiny_config()).folded()
+    copy_weights(trained, folded, where="test")
+    assert torch.equal(folded.encode(wav), trained.eval().encode(wav))
+    assert torch.allclose(folded.decode(trained.encode(wav)), trained.decode(trained.encode(wav)), atol=1e-5)
     with pytest.raises(ValueError, match=r"^x: (missing|unexpected|wrong shape)"):
         copy_weights(release, Codec.from_config(tiny_config().replace(latent_dim=16, depthwise_upsample=False)), "x")
 
