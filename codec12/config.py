@@ -268,6 +268,16 @@ class CodecConfig:
             data["quantizer"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
+    def hash_matches(self, recorded: str | None) -> bool:
+        """Whether a hash recorded in a file (``.c12`` header, tokenized dataset metadata) names this
+        architecture: :meth:`config_hash`, or the hash earlier versions wrote, which still counted the
+        training-only settings — so files written then stay readable."""
+        if recorded == self.config_hash():
+            return True
+        data = self.to_dict()
+        data.pop("name", None)
+        return recorded == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)
 

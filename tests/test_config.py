@@ -42,6 +42,15 @@ def test_config_hash_ignores_name_but_not_architecture():
     assert cfg.replace(latent_dim=16, depthwise_upsample=False).config_hash() != cfg.config_hash()
 
 
+def test_hashes_recorded_by_earlier_versions_still_match():
+    # Before training-only settings were left out of config_hash, files recorded these (computed with that
+    # version's code for the presets).
+    tiny, mimi = CodecConfig.from_preset("c12-tiny-16k"), CodecConfig.from_preset("c12-mimi-24k")
+    assert tiny.hash_matches("34383b762bf38313") and mimi.hash_matches("a84e3ab01042fbe2")
+    assert tiny.hash_matches(tiny.config_hash()) and tiny.config_hash() != "34383b762bf38313"
+    assert not tiny.hash_matches("a84e3ab01042fbe2") and not tiny.hash_matches(None)
+
+
 def test_config_hash_ignores_training_only_quantizer_settings():
     cfg = tiny_config()
     tuned = dataclasses.replace(cfg.quantizer, ema_decay=0.9, unquantized_rate=0.5, level_dropout=False,

@@ -23,6 +23,7 @@ from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
 from codec12.data.inputs import AudioInput, discover_inputs, partition, read_manifest
 from codec12.data.tokenize import (
+    META_NAME,
     TokenizeOptions,
     completed_ids,
     failed_ids,
@@ -441,3 +442,23 @@ def test_a_partition_is_written_by_one_process_at_a_time(tmp_path):
             assert not other.exists()
     with _partition_lock(tmp_path, "r0-"):  # released on exit
         pass
+
+
+def test_a_dataset_recorded_with_the_earlier_config_hash_still_resumes_and_decodes(tokenized, dataset, model_dir,
+                                                                                   codec, tmp_path, capsys):
+    import hashlib
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(tokenized, old)
+    meta = json.loads((old / META_NAME).read_text())
+    data = codec.config.to_dict()
+    data.pop("name", None)  # how earlier versions hashed: training-only quantizer settings included
+    legacy = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert legacy != meta["config_hash"]
+    (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy}))
+    assert main(["tokenize", str(dataset), "--out", str(old), "--model", str(model_dir), "--latents", "--quiet",
+                 "--workers", "0", "--device", "cpu", *LONG_ARGS]) == 0
+    assert "0 ok, 0 failed, 11 skipped" in capsys.readouterr().err
+    assert main(["detokenize", str(old), "--out", str(tmp_path / "wavs"), "--quiet", "--device", "cpu"]) == 0
+    assert len(list((tmp_path / "wavs").rglob("*.wav"))) == len(GOOD)

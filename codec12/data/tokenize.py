@@ -172,12 +172,13 @@ def read_meta(data_dir: str | os.PathLike) -> dict:
     return meta
 
 
-def ensure_meta(out_dir: Path, meta: dict) -> None:
+def ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
     """Write ``meta`` to a new dataset, or check that an existing one was made the same way. Processes that
     start together (torchrun ranks, job-array tasks) take turns, so none sees another's first shard before
-    its metadata."""
+    its metadata. ``config``: the model's :class:`~codec12.config.CodecConfig`, to accept the config hash an
+    earlier version recorded for it."""
     with _exclusive(out_dir / f".{META_NAME}.lock"):
-        _ensure_meta(out_dir, meta)
+        _ensure_meta(out_dir, meta, config)
 
 
 @contextmanager
@@ -197,11 +198,17 @@ def _exclusive(lock_path: Path, wait: bool = True) -> Iterator[bool]:
         os.close(fd)
 
 
-def _ensure_meta(out_dir: Path, meta: dict) -> None:
+def _ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
     path = out_dir / META_NAME
     if path.exists():
         old = read_meta(out_dir)
-        diff = [f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in _MUST_MATCH if old.get(k) != meta[k]]
+
+        def same(k: str) -> bool:
+            if k == "config_hash" and config is not None:
+                return config.hash_matches(old.get(k))
+            return old.get(k) == meta[k]
+
+        diff = [f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in _MUST_MATCH if not same(k)]
         if diff:
             raise ValueError(f"{out_dir} holds a dataset tokenized with model {old.get('model')!r} and other "
                              f"settings ({'; '.join(diff)}); use another --out directory, or the same model "
@@ -545,7 +552,7 @@ def tokenize_dataset(inputs: list[AudioInput], out_dir: str | os.PathLike, codec
     if max(codec.codebook_sizes[:k]) > 65536:
         raise ValueError(f"codebooks of {max(codec.codebook_sizes[:k])} entries do not fit uint16 shards")
     meta = dataset_meta(codec, model_source=model_source, num_codebooks=k, latents=options.latents)
-    ensure_meta(out_dir, meta)
+    ensure_meta(out_dir, meta, codec.config)
     mine = partition(inputs, options.num_shards, options.shard_index)
     prefix = shard_prefix(options.num_shards, options.shard_index)
     errors = ErrorLog(out_dir / ERRORS_NAME)
@@ -643,7 +650,7 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     start = time.monotonic()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     meta = read_meta(data_dir)
-    if meta["config_hash"] != codec.config.config_hash() or meta.get("weights_hash") != codec.weights_hash():
+    if not codec.config.hash_matches(meta["config_hash"]) or meta.get("weights_hash") != codec.weights_hash():
         raise ValueError(f"{data_dir} was tokenized with model {meta.get('model')!r} (config {meta['config_hash']}, "
                          f"weights {meta.get('weights_hash')}); the model given differs")
     if from_latents and not meta.get("latents"):

@@ -103,7 +103,7 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if not model:
         raise ValueError(f"{args.input}: the file names no model; pass --model")
     codec = Codec.from_pretrained(model, device=args.device)
-    if (header.get("config_hash"), header.get("weights_hash")) != (codec.config.config_hash(), codec.weights_hash()):
+    if not codec.config.hash_matches(header.get("config_hash")) or header.get("weights_hash") != codec.weights_hash():
         raise ValueError(f"{args.input}: encoded with model {header.get('model')!r} (config "
                          f"{header.get('config_hash')}, weights {header.get('weights_hash')}), which is not the model "
                          f"{model!r}; pass the model it was encoded with as --model")
