@@ -262,21 +262,20 @@ class CodecConfig:
         """A short stable hash of the architecture: what decides the codes and the audio. The name and the
         quantizer's training-only settings (EMA decay, dead-code threshold, k-means init, unquantized rate,
         level dropout, FSQ dither) are left out, so fine-tuning with other training settings keeps the hash."""
-        data = self.to_dict()
-        data.pop("name", None)
-        for key in _TRAINING_ONLY_QUANTIZER_FIELDS:
-            data["quantizer"].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        return self._hash(leave_out=_TRAINING_ONLY_QUANTIZER_FIELDS)
 
     def hash_matches(self, recorded: str | None) -> bool:
         """Whether a hash recorded in a file (``.c12`` header, tokenized dataset metadata) names this
         architecture: :meth:`config_hash`, or the hash earlier versions wrote, which still counted the
         training-only settings — so files written then stay readable."""
-        if recorded == self.config_hash():
-            return True
+        return recorded in (self.config_hash(), self._hash(leave_out=()))
+
+    def _hash(self, leave_out: tuple[str, ...]) -> str:
         data = self.to_dict()
         data.pop("name", None)
-        return recorded == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+        for key in leave_out:
+            data["quantizer"].pop(key, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)
