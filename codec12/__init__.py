@@ -12,6 +12,7 @@ _EXPORTS = {
     "Codec": "codec12.codec",
     "CodecOutput": "codec12.codec",
     "CodecConfig": "codec12.config",
+    "ISTFTDecoderConfig": "codec12.config",
     "QuantizerConfig": "codec12.config",
     "SEANetConfig": "codec12.config",
     "TransformerConfig": "codec12.config",

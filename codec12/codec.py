@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from codec12._fs import atomic_write
 from codec12.config import CodecConfig, bitrate
-from codec12.decoder import SEANetDecoder
+from codec12.decoder import ISTFTDecoder, SEANetDecoder
 from codec12.encoder import SEANetEncoder
 from codec12.nn.conv import StreamingConv1d, StreamingConvTranspose1d, fold_norm
 from codec12.nn.streaming import streaming
@@ -88,7 +88,8 @@ class Codec(nn.Module):
             upsample=StreamingConvTranspose1d(config.latent_dim, dim, 2 * stride, stride=stride, bias=False,
                                               groups=dim if config.depthwise_upsample else 1),
             decoder_transformer=_transformer(config),
-            decoder=SEANetDecoder(config.seanet),
+            decoder=SEANetDecoder(config.seanet) if config.istft is None else
+            ISTFTDecoder(config.istft, dim, config.channels, config.seanet.hop_length // config.istft.hop_length),
         )
 
     # ---- properties (derived from the config)

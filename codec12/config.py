@@ -38,7 +38,7 @@ def _from_dict(cls, data: dict[str, Any], where: str):
     kwargs = {}
     for name, value in data.items():
         sub = _NESTED.get((cls.__name__, name))
-        if sub is not None:
+        if sub is not None and value is not None:
             value = _from_dict(sub, value, f"{where}.{name}")
         elif isinstance(value, list):
             value = tuple(value)
@@ -156,6 +156,28 @@ class QuantizerConfig:
         return (self.semantic_codebook_size,) + (self.acoustic_codebook_size,) * self.num_acoustic
 
 
+@dataclass(frozen=True, kw_only=True)
+class ISTFTDecoderConfig:
+    """Vocos-style decoder in place of the mirrored SEANet decoder: a causal transposed conv from the SEANet
+    frame rate to the STFT frame rate (``sample_rate / hop_length``), ``num_layers`` causal ConvNeXt blocks of
+    width ``dim``, then a per-frame complex spectrum (log-magnitude and phase) and a Hann inverse STFT."""
+
+    dim: int = 256
+    intermediate_dim: int = 768
+    num_layers: int = 8
+    kernel_size: int = 7
+    n_fft: int = 640
+    hop_length: int = 160
+
+    def __post_init__(self):
+        for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "n_fft", "hop_length"):
+            _check(getattr(self, name) >= 1, f"istft.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.n_fft % 2 == 0, f"istft.n_fft must be even, got {self.n_fft}")
+        _check(self.n_fft % self.hop_length == 0 and self.n_fft >= 2 * self.hop_length,
+               f"istft.n_fft ({self.n_fft}) must be a multiple of hop_length ({self.hop_length}), at least twice "
+               f"it (Hann windows then sum to a constant)")
+
+
 _TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmeans_init", "unquantized_rate",
                                    "level_dropout", "fsq_dither")
 
@@ -163,7 +185,7 @@ _TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmea
 @dataclass(frozen=True, kw_only=True)
 class CodecConfig:
     """A whole codec: SEANet + transformer encoder, ×``downsample_stride`` to 12.5 Hz, split quantizer,
-    mirrored decoder."""
+    mirrored decoder (or, with ``istft`` set, a Vocos-style inverse-STFT decoder after the transformer)."""
 
     name: str = ""
     sample_rate: int = 24000
@@ -173,6 +195,7 @@ class CodecConfig:
     latent_dim: int = 512
     depthwise_upsample: bool = True
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
+    istft: ISTFTDecoderConfig | None = None
 
     def __post_init__(self):
         _check(self.sample_rate > 0, f"sample_rate must be positive, got {self.sample_rate}")
@@ -190,6 +213,10 @@ class CodecConfig:
         if self.depthwise_upsample:
             _check(self.latent_dim == self.seanet.dimension,
                    "depthwise_upsample needs latent_dim == seanet.dimension")
+        if self.istft is not None:
+            _check(self.seanet.hop_length % self.istft.hop_length == 0,
+                   f"istft.hop_length ({self.istft.hop_length}) must divide the SEANet hop "
+                   f"({self.seanet.hop_length} samples)")
         q = self.quantizer
         if q.layout == "concat":
             _check(self.latent_dim == q.semantic_dim + q.acoustic_dim,
@@ -233,6 +260,8 @@ class CodecConfig:
                 return [lists(v) for v in x]
             return x
 
+        if data["istft"] is None:  # the mirrored SEANet decoder: configs (and hashes) as before the option
+            del data["istft"]
         return {"format_version": FORMAT_VERSION, **lists(data)}
 
     @classmethod
@@ -291,6 +320,7 @@ _NESTED = {
     ("CodecConfig", "seanet"): SEANetConfig,
     ("CodecConfig", "transformer"): TransformerConfig,
     ("CodecConfig", "quantizer"): QuantizerConfig,
+    ("CodecConfig", "istft"): ISTFTDecoderConfig,
 }
 
 

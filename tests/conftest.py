@@ -7,12 +7,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec12 import Codec, CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
+from codec12 import Codec, CodecConfig, ISTFTDecoderConfig, QuantizerConfig, SEANetConfig, TransformerConfig
 
 
 def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "shared", context: int = 7,
-                norm: str = "weight_norm") -> CodecConfig:
-    """A codec with a few thousand parameters; ``context`` small so tests cross the attention window."""
+                norm: str = "weight_norm", istft: bool = False) -> CodecConfig:
+    """A codec with a few thousand parameters; ``context`` small so tests cross the attention window.
+    ``istft``: the Vocos-style decoder (hop 80, window 320) in place of the SEANet one."""
     ratios = {16000: (8, 5, 4, 4), 24000: (8, 6, 5, 4)}[sample_rate]
     if acoustic == "fsq":
         q = QuantizerConfig(layout=layout, semantic_codebook_size=64, semantic_dim=8, acoustic="fsq",
@@ -26,6 +27,8 @@ def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "
         seanet=SEANetConfig(dimension=32, n_filters=4, ratios=ratios, norm=norm),
         transformer=TransformerConfig(d_model=32, num_heads=2, num_layers=2, dim_feedforward=64, context=context),
         latent_dim=latent, depthwise_upsample=layout == "shared", quantizer=q,
+        istft=ISTFTDecoderConfig(dim=16, intermediate_dim=32, num_layers=2, n_fft=320, hop_length=80)
+        if istft else None,
     )
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from codec12 import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
+from codec12 import CodecConfig, ISTFTDecoderConfig, QuantizerConfig, SEANetConfig, TransformerConfig
 from codec12.config import PRESETS
 from tests.conftest import tiny_config
 
@@ -27,7 +27,8 @@ def test_preset_values():
     assert tiny.frame_size == 1280 and tiny.bitrate == pytest.approx(1500.0)
 
 
-@pytest.mark.parametrize("cfg", [CodecConfig.from_preset("c12-fsq-24k"), tiny_config(24000, "fsq", "concat")])
+@pytest.mark.parametrize("cfg", [CodecConfig.from_preset("c12-fsq-24k"), tiny_config(24000, "fsq", "concat"),
+                                 tiny_config(istft=True)])
 def test_json_round_trip(cfg, tmp_path):
     path = tmp_path / "config.json"
     path.write_text(cfg.to_json())
@@ -40,6 +41,11 @@ def test_config_hash_ignores_name_but_not_architecture():
     cfg = tiny_config()
     assert cfg.replace(name="other").config_hash() == cfg.config_hash()
     assert cfg.replace(latent_dim=16, depthwise_upsample=False).config_hash() != cfg.config_hash()
+    istft = tiny_config(istft=True)
+    assert istft.config_hash() != cfg.config_hash()
+    assert istft.replace(istft=dataclasses.replace(istft.istft, n_fft=160)).config_hash() != istft.config_hash()
+    # Without the optional decoder block, a config is written (and hashed) as before the block existed.
+    assert "istft" not in cfg.to_dict() and istft.to_dict()["istft"]["n_fft"] == 320
 
 
 def test_hashes_recorded_by_earlier_versions_still_match():
@@ -96,6 +102,10 @@ def test_format_version_checked():
     (lambda: CodecConfig(latent_dim=292, quantizer=QuantizerConfig(layout="concat")), "depthwise"),
     (lambda: CodecConfig(latent_dim=300, depthwise_upsample=False, quantizer=QuantizerConfig(layout="concat")),
      "semantic_dim"),
+    (lambda: ISTFTDecoderConfig(n_fft=641), "even"),
+    (lambda: ISTFTDecoderConfig(n_fft=480, hop_length=320), "multiple of hop_length"),
+    (lambda: ISTFTDecoderConfig(n_fft=160, hop_length=160), "at least twice"),
+    (lambda: CodecConfig(istft=ISTFTDecoderConfig(n_fft=600, hop_length=150)), "must divide the SEANet hop"),
 ])
 def test_validation(make, match):
     with pytest.raises(ValueError, match=match):

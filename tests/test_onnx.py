@@ -24,6 +24,7 @@ TOPOLOGIES = {
     "tiny-24k-rvq-shared": dict(sample_rate=24000, acoustic="rvq", layout="shared"),  # c12-mimi-24k
     "tiny-24k-fsq-concat": dict(sample_rate=24000, acoustic="fsq", layout="concat"),  # c12-fsq-24k
     "tiny-16k-fsq-shared": dict(sample_rate=16000, acoustic="fsq", layout="shared"),
+    "tiny-16k-istft": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),  # inverse-STFT decoder
 }
 
 

@@ -1,5 +1,6 @@
-"""Decoder blocks: the causal SEANet waveform decoder."""
+"""Decoder blocks: the causal SEANet waveform decoder and the Vocos-style inverse-STFT decoder."""
 
+from codec12.decoder.istft import ISTFTDecoder
 from codec12.decoder.seanet import SEANetDecoder
 
-__all__ = ["SEANetDecoder"]
+__all__ = ["ISTFTDecoder", "SEANetDecoder"]
