@@ -17,8 +17,10 @@ from conftest import speechlike, tiny_config
 from safetensors.torch import load_file
 from torch import nn
 
-from codec12 import Codec
+from codec12 import Codec, CodecConfig
 from codec12.cli import main as cli_main
+from codec12.codec import load_state_dict_strict
+from codec12.decoder import ISTFTDecoder
 from codec12.losses import (
     AdversarialLoss,
     Balancer,
@@ -428,6 +430,49 @@ def test_init_starts_a_new_run_from_a_release_or_a_run(audio_dir, tmp_path):
                                                                            "depthwise_upsample": False}})
     with pytest.raises(ValueError, match="model.init: .* different architecture"):
         run(other, tmp_path / "third", progress=False)
+
+
+def test_init_fresh_puts_a_new_decoder_behind_trained_parts(audio_dir, tmp_path):
+    base = tiny_recipe("tiny-16k-cpu", audio_dir, optim={"warmup_steps": 1},
+                       train={"steps": 2, "valid_every": 100, "ema_decay": 0.0})
+    first = run(base, tmp_path / "first", progress=False)
+    istft = {"dim": 16, "intermediate_dim": 32, "num_layers": 2, "n_fft": 320, "hop_length": 80}
+    model = {"overrides": {**base.model.overrides, "istft": istft}}
+    scratch = run(base.replace(model=model), tmp_path / "scratch", until_step=0, progress=False)
+    fresh = load_file(str(scratch.checkpoint / "model.safetensors"))
+    trained = load_file(str(first.checkpoint / "model.safetensors"))
+    for init in (str(tmp_path / "first"), str(first.release)):
+        out = tmp_path / f"swapped-{len(init)}"
+        swapped = run(base.replace(model={**model, "init": init, "init_fresh": ["decoder"]}), out, until_step=0,
+                      progress=False)
+        got = load_file(str(swapped.checkpoint / "model.safetensors"))
+        assert got.keys() == fresh.keys()
+        for k, v in got.items():
+            if k.startswith("decoder."):  # the new decoder: the seed's random weights, as without init
+                assert torch.equal(v, fresh[k]), k
+            elif init == str(tmp_path / "first"):  # same parametrization: the run's tensors exactly
+                assert torch.equal(v, trained[k]), k
+        # The swapped codec encodes as the trained one (its decoder is the new inverse-STFT one).
+        state = json.loads((swapped.checkpoint / "state.json").read_text())
+        codec = Codec.from_config(CodecConfig.from_dict(state["codec_config"])).eval()
+        load_state_dict_strict(codec, got, "swapped")
+        kept = Codec.from_pretrained(first.release)
+        wav = torch.from_numpy(speechlike(1.0, 16000).T[None].astype("float32"))
+        assert torch.allclose(codec.encode_latents(wav), kept.encode_latents(wav), atol=1e-5)
+        assert torch.equal(codec.encode(wav), kept.encode(wav))
+        assert isinstance(codec.decoder, ISTFTDecoder)
+    # Kept parts that do not match the init are named; a swapped decoder without init_fresh is refused.
+    wider = {"overrides": {**model["overrides"], "latent_dim": 16, "depthwise_upsample": False},
+             "init": str(first.release), "init_fresh": ["decoder"]}
+    with pytest.raises(ValueError, match="wrong shape"):
+        run(base.replace(model=wider), tmp_path / "wider", until_step=0, progress=False)
+    with pytest.raises(ValueError, match="different architecture.*init_fresh"):
+        run(base.replace(model={**model, "init": str(first.release)}), tmp_path / "refused", until_step=0,
+            progress=False)
+    with pytest.raises(ValueError, match="init_fresh: unknown parts"):
+        base.replace(model={**model, "init": str(first.release), "init_fresh": ["vocoder"]})
+    with pytest.raises(ValueError, match="init_fresh needs model.init"):
+        base.replace(model={**model, "init_fresh": ["decoder"]})
 
 
 def test_nan_batch_is_skipped_and_logged(audio_dir, tmp_path, monkeypatch):

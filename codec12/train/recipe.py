@@ -21,6 +21,8 @@ from codec12.config import CodecConfig
 from codec12.losses.balancer import WeightSchedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+CODEC_PARTS = ("encoder", "encoder_transformer", "downsample", "quantizer", "upsample", "decoder_transformer",
+               "decoder")
 _FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedules"), ("distill",)}
 
 
@@ -30,20 +32,31 @@ class ModelRecipe:
     init: start from these weights instead of random ones (a new run, fine-tuning): a training checkpoint or run
     directory (its latest checkpoint; discriminators and distillation head come too when the recipe has the
     same ones), or any model ``Codec.from_pretrained`` loads (a release, a bundled name, a Mimi checkpoint).
-    Its architecture must be the recipe's; training-only quantizer settings may differ."""
+    Its architecture must be the recipe's; training-only quantizer settings may differ.
+    init_fresh: top-level parts of the codec (``CODEC_PARTS``) that start from random weights instead, e.g.
+    ``["decoder"]`` to put a new decoder (another ``istft`` block, or none) behind a trained encoder and
+    quantizer; the other parts' tensors must then match the init's exactly (names and shapes)."""
 
     preset: str = "c12-tiny-16k"
     overrides: dict = field(default_factory=dict)
     init: str | None = None
+    init_fresh: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.overrides, dict):
             raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a path or model name, got {self.init!r}")
+        unknown = sorted(set(self.init_fresh) - set(CODEC_PARTS))
+        if unknown or not all(isinstance(p, str) for p in self.init_fresh):
+            raise ValueError(f"model.init_fresh: unknown parts {unknown or list(self.init_fresh)} (parts: "
+                             f"{list(CODEC_PARTS)})")
+        if self.init_fresh and self.init is None:
+            raise ValueError("model.init_fresh needs model.init (the weights of the other parts)")
 
     def codec_config(self) -> CodecConfig:
         base = CodecConfig.from_preset(self.preset).to_dict()
+        base.setdefault("istft", None)  # optional block: an override may add it
         merged = _merge(base, self.overrides, "model.overrides", strict=True)
         return CodecConfig.from_dict(merged, where="model.overrides")
 

@@ -61,7 +61,7 @@ from codec12.train.data import (
     split_items,
     worker_init,
 )
-from codec12.train.recipe import Recipe, load_recipe
+from codec12.train.recipe import CODEC_PARTS, Recipe, load_recipe
 
 log = logging.getLogger("codec12.train")
 
@@ -645,9 +645,12 @@ class _Trainer:
         return path
 
     def _load_init(self, spec: str) -> None:
-        """``model.init``: the starting weights of a new run (see :class:`~codec12.train.recipe.ModelRecipe`)."""
+        """``model.init``: the starting weights of a new run (see :class:`~codec12.train.recipe.ModelRecipe`);
+        the parts in ``model.init_fresh`` keep their random weights."""
         from codec12.codec import load_state_dict_strict
 
+        fresh = self.recipe.model.init_fresh
+        kept = [part for part in CODEC_PARTS if part not in fresh]
         path = Path(spec)
         if (path / "checkpoints").is_dir():
             latest = ckpt.latest_checkpoint(path / "checkpoints")
@@ -658,12 +661,17 @@ class _Trainer:
             files, state = ckpt.read_checkpoint(path)
             config = CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json")
             self._check_init_config(config, path)
+            where = f"{path}/model.safetensors"
             if config.seanet.norm == self.config.seanet.norm:  # same parametrization: the exact tensors
-                load_state_dict_strict(self.codec, files["model"], f"{path}/model.safetensors")
+                for part in kept:
+                    prefix = f"{part}."
+                    load_state_dict_strict(getattr(self.codec, part), {
+                        k[len(prefix):]: v for k, v in files["model"].items() if k.startswith(prefix)}, where)
             else:
                 source = Codec.from_config(config)
-                load_state_dict_strict(source, files["model"], f"{path}/model.safetensors")
-                copy_weights(source, self.codec, where=f"{path}/model.safetensors")
+                load_state_dict_strict(source, files["model"], where)
+                for part in kept:
+                    copy_weights(getattr(source, part), getattr(self.codec, part), where=where)
             if len(self.adversaries) and "discriminators" in files:
                 try:
                     load_state_dict_strict(self.adversaries, files["discriminators"],
@@ -680,16 +688,21 @@ class _Trainer:
         else:
             source = Codec.from_pretrained(spec)
             self._check_init_config(source.config, spec)
-            copy_weights(source, self.codec, where=str(spec))
-        self._info(f"model initialised from {path}")
+            for part in kept:
+                copy_weights(getattr(source, part), getattr(self.codec, part), where=str(spec))
+        self._info(f"model initialised from {path}" + (f" (fresh: {', '.join(fresh)})" if fresh else ""))
 
     def _check_init_config(self, config: CodecConfig, where) -> None:
-        # A release folds weight norm (norm "none"); the weights are the same model either way.
+        # A release folds weight norm (norm "none"); the weights are the same model either way. With fresh
+        # parts the architectures may differ there: the kept parts' tensors are checked one by one instead.
+        if self.recipe.model.init_fresh:
+            return
         seanet = dataclasses.replace(config.seanet, norm=self.config.seanet.norm)
         if config.replace(seanet=seanet).config_hash() != self.config.config_hash():
             raise ValueError(f"model.init: {where} holds a different architecture ({config.name or 'unnamed'}, "
                              f"config {config.config_hash()}) than the recipe's model ({self.config.name}); set "
-                             f"model.preset / model.overrides to match it")
+                             f"model.preset / model.overrides to match it, or name the parts that differ in "
+                             f"model.init_fresh")
 
     def _load(self, path: Path) -> None:
         from codec12.codec import load_state_dict_strict
