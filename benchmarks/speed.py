@@ -1,7 +1,9 @@
 """Speed of codec12 presets side by side with transformers' Mimi and EnCodec, in one run on this CPU.
 
     .venv/bin/python benchmarks/speed.py [--seconds 10] [--repeats 3] [--frames 40] [--long-seconds 60]
-        [--threads 2] [--onnx] [--no-write]
+        [--threads 2] [--systems c12-tiny-16k,c12-tiny-16k+istft,...] [--onnx] [--no-write]
+
+``PRESET+istft`` is the preset with the inverse-STFT decoder (``CodecConfig.istft``) in place of the SEANet one.
 
 Tables (printed, and written into docs/benchmarks.md between this script's markers):
 1. offline encode / decode in seconds of compute per second of audio (best of N; < 1 is faster than real time),
@@ -39,9 +41,15 @@ def build(name: str):
     """(model, sample_rate, encode(wav [1,1,T]) -> codes, decode(codes) -> wav, streaming-capable codec or None)."""
     torch.manual_seed(0)
     if name.startswith("c12-"):
-        from codec12 import Codec, CodecConfig
+        from codec12 import Codec, CodecConfig, ISTFTDecoderConfig
 
-        codec = Codec.from_config(CodecConfig.from_preset(name)).fold_weight_norm().eval()
+        preset, _, variant = name.partition("+")  # "PRESET+istft": the preset with the inverse-STFT decoder
+        config = CodecConfig.from_preset(preset)
+        if variant == "istft":
+            config = config.replace(istft=ISTFTDecoderConfig())
+        elif variant:
+            raise ValueError(f"unknown variant {variant!r} of {preset} (known: istft)")
+        codec = Codec.from_config(config).fold_weight_norm().eval()
         # Mimi's topology is compared with transformers' Mimi at the same 8 codebooks; the others use all.
         k = 8 if name == "c12-mimi-24k" else None
         return codec, codec.sample_rate, lambda w: codec.encode(w, k), codec.decode, codec
