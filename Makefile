@@ -30,6 +30,7 @@ sysdeps:
 	fi
 
 demo: install
+	rm -rf out/demo  # a fresh demo each time (a dataset tokenized by another model is never mixed in)
 	$(BIN)/codec12 tokenize examples --out out/demo/tokens
 	$(BIN)/codec12 detokenize out/demo/tokens --out out/demo/audio
 	@echo "tokens: out/demo/tokens (Parquet shards + codec12_meta.json); decoded audio: out/demo/audio"
