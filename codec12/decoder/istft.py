@@ -15,8 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec12.config import ISTFTDecoderConfig
-from codec12.nn.conv import ConvTrState, StreamingConv1d, StreamingConvTranspose1d
-from codec12.nn.streaming import StreamingModule
+from codec12.nn.conv import OverlapAdd, StreamingConv1d, StreamingConvTranspose1d
 
 MAX_LOG_MAGNITUDE = math.log(100.0)
 
@@ -55,33 +54,21 @@ def istft_basis(n_fft: int, hop_length: int) -> torch.Tensor:
     return torch.cat([real, imag], dim=0)[:, None, :].float()
 
 
-class StreamingISTFT(StreamingModule):
+class StreamingISTFT(OverlapAdd):
     """Causal inverse STFT: [B, 2 * bins, T] (real parts, then imaginary parts) -> [B, 1, T * hop_length].
 
     Offline the overlap tail past the last frame is dropped; streaming keeps it and adds it to the next chunk
-    (the same contract as :class:`~codec12.nn.conv.StreamingConvTranspose1d`)."""
+    (the contract of :class:`~codec12.nn.conv.OverlapAdd`)."""
 
     def __init__(self, n_fft: int, hop_length: int) -> None:
         super().__init__()
-        self.hop_length = hop_length
+        self.out_channels = 1
+        self.stride = hop_length
         self.padding_total = n_fft - hop_length
         self.register_buffer("basis", istft_basis(n_fft, hop_length), persistent=False)
 
-    def init_state(self, batch_size, device, dtype):
-        if self.padding_total <= 0:
-            return None
-        return ConvTrState(torch.zeros(batch_size, 1, self.padding_total, device=device, dtype=dtype))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.conv_transpose1d(x, self.basis.to(x.dtype), stride=self.hop_length)
-        n = x.shape[-1] * self.hop_length
-        state = self._state
-        if not isinstance(state, ConvTrState):
-            return y[..., :n]
-        p = self.padding_total
-        y = torch.cat([y[..., :p] + state.partial, y[..., p:]], dim=-1)
-        state.partial = y[..., n:]
-        return y[..., :n]
+        return self._emit(F.conv_transpose1d(x, self.basis.to(x.dtype), stride=self.stride), x.shape[-1])
 
 
 class ISTFTDecoder(nn.Module):

@@ -79,7 +79,35 @@ class ConvTrState:
     partial: torch.Tensor  # [B, C_out, kernel - stride]: overlap-add tail, bias removed
 
 
-class StreamingConvTranspose1d(StreamingModule):
+class OverlapAdd(StreamingModule):
+    """Causal transposed convolution's streaming contract: T steps in -> T * stride samples out; offline the
+    ``padding_total`` samples past the last step are dropped, streaming they are kept in the state and added to
+    the next chunk. Subclasses set ``out_channels``, ``stride`` and ``padding_total`` and call :meth:`_emit`."""
+
+    out_channels: int
+    stride: int
+    padding_total: int
+
+    def init_state(self, batch_size, device, dtype):
+        if self.padding_total <= 0:
+            return None
+        return ConvTrState(torch.zeros(batch_size, self.out_channels, self.padding_total, device=device,
+                                       dtype=dtype))
+
+    def _emit(self, y: torch.Tensor, steps: int, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """y: the full transposed-conv output of ``steps`` input steps -> the samples this chunk emits."""
+        n = steps * self.stride
+        state = self._state
+        if not isinstance(state, ConvTrState):
+            return y[..., :n]
+        p = self.padding_total
+        y = torch.cat([y[..., :p] + state.partial, y[..., p:]], dim=-1)
+        tail = y[..., n:]
+        state.partial = tail if bias is None else tail - bias[:, None]  # the next chunk adds its own bias
+        return y[..., :n]
+
+
+class StreamingConvTranspose1d(OverlapAdd):
     """Causal ConvTranspose1d: output trimmed on the right by ``kernel - stride`` (offline), or that tail kept
     in the state and added to the next chunk (streaming). T steps in -> T * stride out."""
 
@@ -88,25 +116,9 @@ class StreamingConvTranspose1d(StreamingModule):
         super().__init__()
         self.conv = apply_norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, groups=groups,
                                                   bias=bias), norm)
+        self.out_channels = out_channels
         self.stride = stride
         self.padding_total = kernel_size - stride
 
-    def init_state(self, batch_size, device, dtype):
-        if self.padding_total <= 0:
-            return None
-        return ConvTrState(torch.zeros(batch_size, self.conv.out_channels, self.padding_total, device=device,
-                                       dtype=dtype))
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        n = x.shape[-1] * self.stride
-        state = self._state
-        if not isinstance(state, ConvTrState):
-            return y[..., :n]
-        p = self.padding_total
-        y = torch.cat([y[..., :p] + state.partial, y[..., p:]], dim=-1)
-        tail = y[..., n:]
-        if self.conv.bias is not None:
-            tail = tail - self.conv.bias[:, None]
-        state.partial = tail
-        return y[..., :n]
+        return self._emit(self.conv(x), x.shape[-1], self.conv.bias)
