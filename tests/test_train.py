@@ -345,6 +345,37 @@ def test_resume_is_exact(audio_dir, tmp_path):
     assert json.loads((a / "state.json").read_text())["lr"] == json.loads((b / "state.json").read_text())["lr"]
 
 
+def test_head_lr_moves_the_distillation_head_at_its_own_rate(audio_dir, tmp_path):
+    """optim.head_lr: the head trains at its rate while the codec keeps lr (here ~0, so it stays put);
+    without it the head is as frozen as the codec. Resuming with head_lr toggled is a clear error."""
+    frozen = {"lr": 1e-30, "disc_lr": 1e-30, "weight_decay": 0.0, "warmup_steps": 0, "schedule": "constant"}
+    base = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 2, "valid_every": 100, "export": False})
+
+    def head_change(head_lr, out):
+        builder = fake_builder()
+        recipe = with_fake_distill(base.replace(optim={**frozen, "head_lr": head_lr}))
+        result = run(recipe, out, until_step=1, build_distiller=builder, progress=False)
+        start = load_file(str(result.checkpoint / "distiller.safetensors"))["proj.weight"]
+        model_start = load_file(str(result.checkpoint / "model.safetensors"))
+        result = run(recipe, out, resume=True, build_distiller=builder, progress=False)
+        end = load_file(str(result.checkpoint / "distiller.safetensors"))["proj.weight"]
+        model_end = load_file(str(result.checkpoint / "model.safetensors"))
+        # Trained weights only: the codebooks follow their EMA whatever the learning rate.
+        codec_change = max((model_end[k] - model_start[k]).abs().max().item() for k in model_start
+                           if "_codebook." not in k)
+        return (end - start).abs().max().item(), codec_change
+
+    head, codec = head_change(1e-2, tmp_path / "fast")
+    assert 1e-3 < head < 0.1 and codec < 1e-6  # Adam: about head_lr per step for the head, nothing for the codec
+    head, codec = head_change(None, tmp_path / "same")
+    assert head < 1e-6 and codec < 1e-6
+    with pytest.raises(ValueError, match="optim.head_lr"):
+        run(with_fake_distill(base.replace(optim=frozen)), tmp_path / "fast", resume=True,
+            build_distiller=fake_builder(), progress=False)
+    with pytest.raises(ValueError, match="optim.head_lr must be > 0"):
+        base.replace(optim={"head_lr": 0.0})
+
+
 def test_sigterm_stops_after_the_step_with_a_checkpoint_that_resumes(audio_dir, tmp_path, monkeypatch):
     from codec12.train import trainer
 

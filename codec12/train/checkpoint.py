@@ -50,7 +50,7 @@ def load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Te
     if len(groups) != len(optimizer.param_groups) or any(
             len(g["params"]) != len(h["params"]) for g, h in zip(groups, optimizer.param_groups)):
         raise ValueError(f"{prefix} optimizer state does not match the model's parameters (was the recipe's model "
-                         f"or distillation section changed?)")
+                         f"or distillation section, or optim.head_lr, changed?)")
     optimizer.load_state_dict({"state": state, "param_groups": groups})
 
 

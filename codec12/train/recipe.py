@@ -142,10 +142,13 @@ class DiscriminatorRecipe:
 @dataclass(frozen=True, kw_only=True)
 class OptimRecipe:
     """AdamW for the generator (codec + distillation heads) and the discriminators; linear warmup then
-    ``cosine``/``linear`` decay to ``min_lr_ratio`` x lr at the last step, or ``constant``."""
+    ``cosine``/``linear`` decay to ``min_lr_ratio`` x lr at the last step, or ``constant``. ``head_lr``: base
+    learning rate of the distillation head (null: ``lr``); a head faster than the codec leaves CTC's blank
+    plateau sooner. It follows the same schedule."""
 
     lr: float = 3e-4
     disc_lr: float = 3e-4
+    head_lr: float | None = None
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.01
     warmup_steps: int = 500
@@ -159,6 +162,8 @@ class OptimRecipe:
             raise ValueError(f"optim.schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
         if self.lr <= 0 or self.disc_lr <= 0 or len(self.betas) != 2:
             raise ValueError("optim: lr and disc_lr must be > 0 and betas a pair")
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ValueError(f"optim.head_lr must be > 0 or null, got {self.head_lr!r}")
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("optim: warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
 

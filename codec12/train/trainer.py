@@ -190,10 +190,15 @@ class _Trainer:
 
         o = r.optim
         self.gen_params = [p for p in self.codec.parameters() if p.requires_grad]
-        if self.distiller is not None:
-            self.gen_params += [p for p in self.distiller.parameters() if p.requires_grad]
+        head = [p for p in self.distiller.parameters() if p.requires_grad] if self.distiller is not None else []
+        self.gen_params += head
         self.disc_params = [p for p in self.adversaries.parameters() if p.requires_grad]
-        self.gen_opt = torch.optim.AdamW(self.gen_params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        # One group (all at lr) unless the head has its own rate: then [codec, head] at [lr, head_lr].
+        groups, self.gen_base_lrs = [self.gen_params], [o.lr]
+        if head and o.head_lr is not None:
+            groups, self.gen_base_lrs = [self.gen_params[:-len(head)], head], [o.lr, o.head_lr]
+        self.gen_opt = torch.optim.AdamW([{"params": g, "lr": lr} for g, lr in zip(groups, self.gen_base_lrs)],
+                                         betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.disc_opt = None
         if self.disc_params:
             self.disc_opt = torch.optim.AdamW(self.disc_params, lr=o.disc_lr, betas=tuple(o.betas),
@@ -400,10 +405,11 @@ class _Trainer:
 
     def _set_lr(self, step: int) -> None:
         factor = self.lr_factor(step)
-        for opt, base in ((self.gen_opt, self.recipe.optim.lr), (self.disc_opt, self.recipe.optim.disc_lr)):
-            if opt is not None:
-                for group in opt.param_groups:
-                    group["lr"] = base * factor
+        if self.disc_opt is not None:
+            for group in self.disc_opt.param_groups:
+                group["lr"] = self.recipe.optim.disc_lr * factor
+        for group, base in zip(self.gen_opt.param_groups, self.gen_base_lrs):
+            group["lr"] = base * factor
 
     def _restore_buffers(self, saved: dict[str, torch.Tensor]) -> None:
         with torch.no_grad():
