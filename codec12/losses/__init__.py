@@ -17,6 +17,7 @@ _EXPORTS = {
     "MultiResolutionSTFTLoss": "codec12.losses.spectral",
     "MultiScaleSTFTDiscriminator": "codec12.losses.adversarial",
     "PeriodDiscriminator": "codec12.losses.adversarial",
+    "PhaseDerivativeLoss": "codec12.losses.spectral",
     "STFTDiscriminator": "codec12.losses.adversarial",
     "WeightSchedule": "codec12.losses.balancer",
     "discriminator_loss": "codec12.losses.adversarial",

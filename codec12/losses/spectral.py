@@ -1,4 +1,5 @@
-"""Reconstruction losses: waveform L1, multi-resolution STFT (auraloss) and multi-scale log-mel.
+"""Reconstruction losses: waveform L1, multi-resolution STFT (auraloss), multi-scale log-mel and phase
+derivatives.
 
 Every loss is ``forward(pred, target) -> scalar`` on audio ``[B, C, T]`` (same shape). They run in float32
 whatever the autocast context: spectral magnitudes of bf16 audio are too coarse to train on.
@@ -85,3 +86,50 @@ class MelLoss(nn.Module):
         """[C, T] or [B, C, T] -> log10 mel of the finest-time resolution (for spectrogram images)."""
         with torch.autocast(wav.device.type, enabled=False):
             return self.mels[-1](wav.float()).clamp(min=self.clamp).log10()
+
+
+class PhaseDerivativeLoss(nn.Module):
+    """Mismatch of the phase's derivatives, instantaneous frequency (along time) and group delay (along
+    frequency), at several STFT resolutions (hop ``n_fft // 4``), weighted by the target's magnitude.
+
+    The magnitude losses leave phase free, and a decoder that predicts phase (inverse STFT) then overlaps
+    frames whose harmonics do not continue one another. The absolute phase of the input is not something a
+    low-bitrate code carries, but its derivatives follow pitch and timing, which it does: the loss is
+    invariant to a global phase rotation. Per bin, with ``u = S / |S|``, the time derivative ``u_t conj(u_{t-1})``
+    of prediction and target are compared as ``1 - cos`` of their angle difference (wrap-free, in [0, 2]);
+    likewise along frequency. Weights are the geometric mean of the two target magnitudes involved, so silent
+    and noise-floor bins, whose phase is arbitrary, count for little. The result is in [0, 2], summed over
+    the two derivatives and averaged over resolutions.
+    """
+
+    def __init__(self, fft_sizes: tuple[int, ...] = (1024, 512), eps: float = 1e-4) -> None:
+        super().__init__()
+        if not fft_sizes or any(not isinstance(n, int) or n < 8 for n in fft_sizes):
+            raise ValueError(f"phase loss: fft_sizes must be ints >= 8, got {fft_sizes}")
+        self.fft_sizes = tuple(fft_sizes)
+        self.eps = eps
+        for n in self.fft_sizes:
+            self.register_buffer(f"window_{n}", torch.hann_window(n), persistent=False)
+
+    @staticmethod
+    def _mismatch(up: torch.Tensor, ut: torch.Tensor, mag: torch.Tensor, dim: int) -> torch.Tensor:
+        n = up.shape[dim]
+        a, b = (lambda x: x.narrow(dim, 1, n - 1)), (lambda x: x.narrow(dim, 0, n - 1))
+        dp, dt = a(up) * b(up).conj(), a(ut) * b(ut).conj()
+        weight = (a(mag) * b(mag)).sqrt()
+        return (weight * (1 - (dp * dt.conj()).real)).sum() / weight.sum().clamp_min(1e-8)
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        _check_pair(pred, target, "phase")
+        b, c, t = pred.shape
+        with torch.autocast(pred.device.type, enabled=False):
+            pred, target = pred.float().reshape(b * c, t), target.float().reshape(b * c, t)
+            total = pred.new_zeros(())
+            for n in self.fft_sizes:
+                window = getattr(self, f"window_{n}")
+                sp = torch.stft(pred, n, n // 4, window=window, return_complex=True)
+                st = torch.stft(target, n, n // 4, window=window, return_complex=True)
+                mag = st.abs()
+                up, ut = sp / (sp.abs() + self.eps), st / (mag + self.eps)
+                total = total + self._mismatch(up, ut, mag, -1) + self._mismatch(up, ut, mag, -2)
+            return total / len(self.fft_sizes)

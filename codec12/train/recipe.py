@@ -94,16 +94,17 @@ class DataRecipe:
 @dataclass(frozen=True, kw_only=True)
 class LossRecipe:
     """weights: loss name -> weight (0 = logged only); schedules: name -> WeightSchedule fields;
-    gan: ``hinge`` or ``lsgan``; stft_*/mel_*: resolutions of the reconstruction losses."""
+    gan: ``hinge`` or ``lsgan``; stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
 
     weights: dict = field(default_factory=lambda: {
-        "l1": 0.0, "stft": 1.0, "mel": 1.0, "commitment": 1.0,
+        "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "commitment": 1.0,
         "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
     schedules: dict = field(default_factory=dict)
     gan: str = "hinge"
     stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)
     mel_n_mels: tuple[int, ...] = (80, 80, 80)
     mel_win_lengths: tuple[int, ...] = (2048, 1024, 512)
+    phase_fft_sizes: tuple[int, ...] = (1024, 512)
 
     def __post_init__(self):
         if self.gan not in ("hinge", "lsgan"):

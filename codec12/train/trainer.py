@@ -48,6 +48,7 @@ from codec12.losses import (
     MultiPeriodDiscriminator,
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
+    PhaseDerivativeLoss,
 )
 from codec12.train import checkpoint as ckpt
 from codec12.train.data import (
@@ -65,7 +66,7 @@ from codec12.train.recipe import CODEC_PARTS, Recipe, load_recipe
 
 log = logging.getLogger("codec12.train")
 
-RECONSTRUCTION = ("l1", "stft", "mel")
+RECONSTRUCTION = ("l1", "stft", "mel", "phase")
 DISCRIMINATORS = ("msstft", "mpd")
 
 
@@ -186,6 +187,7 @@ class _Trainer:
         self.l1 = L1WaveLoss()
         self.stft = MultiResolutionSTFTLoss(r.losses.stft_fft_sizes).to(self.device)
         self.mel = MelLoss(self.config.sample_rate, r.losses.mel_n_mels, r.losses.mel_win_lengths).to(self.device)
+        self.phase = PhaseDerivativeLoss(r.losses.phase_fft_sizes).to(self.device)
         self.balancer = Balancer(weights, r.losses.weight_schedules())
 
         o = r.optim
@@ -317,7 +319,7 @@ class _Trainer:
             offset += n
 
     def _reconstruction(self, pred: torch.Tensor, target: torch.Tensor, names) -> dict[str, torch.Tensor]:
-        fns = {"l1": self.l1, "stft": self.stft, "mel": self.mel}
+        fns = {"l1": self.l1, "stft": self.stft, "mel": self.mel, "phase": self.phase}
         return {n: fns[n](pred, target) for n in names}
 
     # ---- one step ----------------------------------------------------------------------------------------
