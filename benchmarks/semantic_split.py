@@ -109,13 +109,13 @@ def make_corpus(n: int, rng: random.Random, tts: EspeakTimed, sample_rate: int) 
     return items
 
 
-def codec_config() -> CodecConfig:
+def codec_config(layout: str = "shared") -> CodecConfig:
     return CodecConfig(
         name="semantic-split-16k", sample_rate=16000,
         seanet=SEANetConfig(dimension=64, n_filters=8, ratios=(8, 5, 4, 4)),
         transformer=TransformerConfig(d_model=64, num_heads=4, num_layers=2, dim_feedforward=128, context=50),
         latent_dim=64,
-        quantizer=QuantizerConfig(semantic_codebook_size=128, semantic_dim=32, num_acoustic=4,
+        quantizer=QuantizerConfig(layout=layout, semantic_codebook_size=128, semantic_dim=32, num_acoustic=4,
                                   acoustic_codebook_size=128, acoustic_dim=32),
     )
 
@@ -130,13 +130,17 @@ def collate(items: list[dict], frame_size: int) -> tuple[torch.Tensor, dict]:
 
 
 def train(corpus: list[dict], steps: int, ctc_weight: float, batch_size: int, seed: int, *, init: str | None = None,
-          lr: float = 2e-3) -> tuple[Codec, list]:
+          lr: float = 2e-3, head_lr: float | None = None, layout: str = "shared",
+          head_kernel: int = 3) -> tuple[Codec, list]:
     torch.manual_seed(seed)
-    codec = (Codec.from_pretrained(init) if init else Codec.from_config(codec_config())).train()
-    distiller = build_distiller({"teacher": "phonetic", "language": "en-us", "hidden": 128}, codec) \
+    codec = (Codec.from_pretrained(init) if init else Codec.from_config(codec_config(layout))).train()
+    distiller = build_distiller({"teacher": "phonetic", "language": "en-us", "hidden": 128,
+                                 "kernel_size": head_kernel}, codec) \
         if ctc_weight > 0 else None
-    params = list(codec.parameters()) + (list(distiller.parameters()) if distiller else [])
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.8, 0.99))
+    head = list(distiller.parameters()) if distiller else []
+    params = list(codec.parameters()) + head
+    groups = [{"params": list(codec.parameters())}] + ([{"params": head, "lr": head_lr or lr}] if head else [])
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.8, 0.99))
     stft = MultiResolutionSTFTLoss(fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024])
     rng = random.Random(seed)
     log = []
@@ -184,6 +188,17 @@ def main() -> None:
                              "the small codec from scratch (its stored weights, weight norm folded); its own numbers "
                              "before fine-tuning are printed too")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--head-lr", type=float, default=None,
+                        help="learning rate of the CTC head (default: --lr); a head faster than the codec leaves "
+                             "CTC's blank plateau sooner")
+    parser.add_argument("--head-kernel", type=int, default=3,
+                        help="context of the CTC head in codec frames (1: each semantic code alone must carry its "
+                             "frame's phones)")
+    parser.add_argument("--layout", choices=("shared", "concat"), default="shared",
+                        help="quantizer layout of the small codec trained from scratch: shared (Mimi: both branches "
+                             "read the whole latent) or concat (Voxtral: each branch its own slice)")
+    parser.add_argument("--save", default=None,
+                        help="write each trained codec as a release to SAVE-plain / SAVE-ctc (for a later --init)")
     parser.add_argument("--run", choices=("both", "plain", "ctc"), default="both",
                         help="train both models (default) or one, e.g. two processes side by side")
     args = parser.parse_args()
@@ -201,8 +216,12 @@ def main() -> None:
     runs = {"plain": ("reconstruction only", 0.0), "ctc": ("+ phonetic CTC", args.ctc_weight)}
     for name, weight in [runs[k] for k in runs if args.run in ("both", k) and not args.model]:
         start = time.time()
-        codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed, init=args.init, lr=args.lr)
+        codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed, init=args.init, lr=args.lr,
+                         head_lr=args.head_lr, layout=args.layout,
+                         head_kernel=args.head_kernel)
         results[name] = measure(codec, test_set)
+        if args.save:
+            codec.save_pretrained(f"{args.save}-{'ctc' if weight else 'plain'}")
         print(f"  trained in {time.time() - start:.0f} s", flush=True)
     print(f"\n{'model':<22} {'row':>3} {'PNMI':>6} {'purity':>7} {'baseline':>8} {'codes':>6}")
     for name, rows in results.items():
