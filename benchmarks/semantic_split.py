@@ -6,9 +6,16 @@ the phonetic teacher's CTC loss added (``codec12.distill``, transcript -> espeak
 PNMI and phone purity of the semantic row (0) and the first acoustic row (1) on held-out sentences, against
 frame labels from espeak-ng's own phoneme timing (phoneme events of libespeak-ng, exact for synthetic speech).
 
-    python benchmarks/semantic_split.py [--steps 300] [--train 160] [--test 40]
+    python benchmarks/semantic_split.py [--steps 300] [--train 160] [--test 40] [--layout concat]
     python benchmarks/semantic_split.py --model c12-tiny-16k --train 0   # measure an existing model
-    python benchmarks/semantic_split.py --init c12-tiny-16k --lr 3e-4     # fine-tune it with and without CTC
+    python benchmarks/semantic_split.py --init c12-tiny-16k --lr 3e-4 --head-lr 3e-3  # fine-tune it both ways
+
+The two-phase protocol of docs/distillation.md (a reconstruction-only start, then both arms from it):
+
+    python benchmarks/semantic_split.py --layout concat --run plain --steps 3000 --batch-size 4 --train 300 \
+        --test 400 --save runs/sem/concat-base
+    python benchmarks/semantic_split.py --init runs/sem/concat-base-plain --lr 1e-3 --head-lr 1e-2 \
+        --head-kernel 1 --steps 1500 --batch-size 4 --train 300 --test 400
 
 Needs espeak-ng (Debian ``espeak-ng``, which ships libespeak-ng.so.1). CPU, about ten minutes at the
 defaults on two cores.
