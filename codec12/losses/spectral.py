@@ -98,8 +98,9 @@ class PhaseDerivativeLoss(nn.Module):
     invariant to a global phase rotation. Per bin, with ``u = S / |S|``, the time derivative ``u_t conj(u_{t-1})``
     of prediction and target are compared as ``1 - cos`` of their angle difference (wrap-free, in [0, 2]);
     likewise along frequency. Weights are the geometric mean of the two target magnitudes involved, so silent
-    and noise-floor bins, whose phase is arbitrary, count for little. The result is in [0, 2], summed over
-    the two derivatives and averaged over resolutions.
+    and noise-floor bins, whose phase is arbitrary, count for little. The loss is the sum of the two
+    derivatives' weighted means, averaged over resolutions: 0 for identical derivatives, about 1 for an
+    unrelated phase (scrambled), at most 4.
     """
 
     def __init__(self, fft_sizes: tuple[int, ...] = (1024, 512), eps: float = 1e-4) -> None:
