@@ -91,7 +91,8 @@ def main() -> None:
                 try:
                     scores[signal][m].append(scorers[m](reference.numpy(), audio.numpy().astype(np.float32), None))
                 except MetricError:
-                    skipped[m] += signal == SIGNALS[0]
+                    if signal == "decoded":  # the same clips fail for every signal: count them once
+                        skipped[m] += 1
     rows = codec.num_codebooks if args.num_codebooks is None else args.num_codebooks
     print(f"{args.model}, {rows} codebooks, {len(files)} files from {args.data}; STFT {args.n_fft}/{args.hop}")
     print(machine_line(args.threads))

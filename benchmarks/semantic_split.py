@@ -144,9 +144,9 @@ def train(corpus: list[dict], steps: int, ctc_weight: float, batch_size: int, se
     distiller = build_distiller({"teacher": "phonetic", "language": "en-us", "hidden": 128,
                                  "kernel_size": head_kernel}, codec) \
         if ctc_weight > 0 else None
-    head = list(distiller.parameters()) if distiller else []
-    params = list(codec.parameters()) + head
-    groups = [{"params": list(codec.parameters())}] + ([{"params": head, "lr": head_lr or lr}] if head else [])
+    own, head = list(codec.parameters()), list(distiller.parameters()) if distiller else []
+    params = own + head
+    groups = [{"params": own}] + ([{"params": head, "lr": head_lr or lr}] if head else [])
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.8, 0.99))
     stft = MultiResolutionSTFTLoss(fft_sizes=[256, 512, 1024], hop_sizes=[64, 128, 256], win_lengths=[256, 512, 1024])
     rng = random.Random(seed)
