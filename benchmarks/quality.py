@@ -61,6 +61,7 @@ def main() -> None:
     p.add_argument("--make-espeak", default=None, metavar="DIR", help="synthesise an espeak-ng dev set into DIR")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--no-model", action="store_true")
+    p.add_argument("--continuous", action="store_true", help="also score the model's continuous mode")
     p.add_argument("--num-codebooks", default=None)
     p.add_argument("--baselines", default="codec2-1200,codec2-3200,opus-6k")
     p.add_argument("--metrics", default="all")
@@ -83,6 +84,7 @@ def main() -> None:
             "-f", "-q"]
     argv += ["--no-model"] if args.no_model else ["--model", args.model]
     argv += ["--num-codebooks", args.num_codebooks] if args.num_codebooks else []
+    argv += ["--continuous"] if args.continuous and not args.no_model else []
     argv += ["--manifest", manifest] if manifest else []
     if cli(argv) != 0:
         raise SystemExit(1)

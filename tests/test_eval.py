@@ -27,7 +27,7 @@ from codec12.eval import (
     read_manifest,
     si_sdr,
 )
-from codec12.eval.systems import opus_payload_bytes
+from codec12.eval.systems import ModelSystem, opus_payload_bytes
 
 SR = 16000
 
@@ -144,6 +144,35 @@ def test_cli_eval_model_at_several_bitrates_with_baselines_missing(data_dir, tmp
     assert "unknown baseline 'codec2-9999'" in capsys.readouterr().err
     assert main(["eval", "--no-model", "--data", str(data_dir), "--out", str(tmp_path / "o2"), "-q"]) == 1
     assert "nothing to evaluate" in capsys.readouterr().err
+
+
+def test_continuous_mode_is_scored_from_float16_latents(data_dir, tmp_path):
+    codec = tiny_codec().eval()
+    wav = speechlike(1.0, SR, seed=5)[:, 0]
+    system = ModelSystem(codec, continuous=True)
+    trip = system.roundtrip(wav)
+
+    x = torch.from_numpy(wav)[None, None]
+    with torch.no_grad():
+        z = codec.encode_latents(x)
+        expected = codec.decode_latents(z.half().float())[0, 0, : len(wav)].numpy()
+        exact = codec.decode_latents(z)[0, 0, : len(wav)].numpy()
+        quantized = codec.decode(codec.encode(x))[0, 0, : len(wav)].numpy()
+    np.testing.assert_allclose(trip.audio, expected, atol=1e-6)
+    rounding = np.abs(trip.audio - exact).max()
+    assert rounding > 0  # the float16 rounding is part of what is scored, and far less than a quantizer's error
+    assert np.abs(quantized - exact).max() > 10 * rounding
+    assert trip.bits == 16 * codec.latent_dim * z.shape[-1]
+
+    out = tmp_path / "out"
+    model = tmp_path / "model"
+    codec.save_pretrained(model)
+    assert main(["eval", "--model", str(model), "--data", str(data_dir), "--out", str(out), "--num-codebooks",
+                 "2", "--continuous", "--baselines", "none", "--metrics", "si_sdr", "--examples", "0", "-q"]) == 0
+    systems = json.loads((out / "summary.json").read_text())["systems"]
+    assert list(systems) == ["original", "tiny-16000-rvq-shared-2cb", "tiny-16000-rvq-shared-continuous"]
+    kbps = 16 * codec.latent_dim * codec.frame_rate / 1000
+    assert kbps <= systems["tiny-16000-rvq-shared-continuous"]["bitrate_kbps"] < 1.2 * kbps
 
 
 def test_read_manifest(tmp_path):

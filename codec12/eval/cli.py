@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 _DESCRIPTION = """Round-trip every audio file of --data through a codec12 model (at one or several numbers of
-codebooks) and through classical baselines, score each against the original at 16 kHz, and write
-metrics.csv, summary.json, report.md and report.html to --out."""
+codebooks, and in continuous mode with --continuous) and through classical baselines, score each against the
+original at 16 kHz, and write metrics.csv, summary.json, report.md and report.html to --out."""
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -40,7 +40,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         info = {"model": str(args.model), "model_name": codec.config.name, "config_hash": codec.config.config_hash(),
                 "model_sample_rate": codec.sample_rate}
     ks = parse_int_list(args.num_codebooks) if args.num_codebooks else None
-    systems, skipped = build_systems(codec, ks, baselines)
+    systems, skipped = build_systems(codec, ks, baselines, continuous=args.continuous)
     for name, reason in skipped.items():
         print(f"codec12 eval: skipping {name}: {reason}", file=sys.stderr)
     if not systems:
@@ -73,6 +73,9 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--baselines", default=None,
                    help="comma list of classical baselines (codec2-1200, codec2-3200, opus-6k), or 'none' "
                         "(default: all of them)")
+    p.add_argument("--continuous", action="store_true",
+                   help="also score the continuous mode: the pre-quantization latents (as float16, the way "
+                        "tokenize --latents stores them) through the decoder, with no quantizer in between")
     p.add_argument("--no-model", action="store_true", help="score the baselines only")
     p.add_argument("--metrics", default="all",
                    help="'all', 'core' or a comma list of metric names (default: all; optional metrics whose "

@@ -262,13 +262,15 @@ def parse_int_list(spec: str) -> list[int]:
 
 
 def build_systems(codec, num_codebooks: Sequence[int] | None, baselines: Sequence[str],
-                  tool_path: str | None = None) -> tuple[list[System], dict[str, str]]:
-    """Model systems (one per codebook count; all codebooks when None) and baselines; baselines whose tools
-    are missing come back in the second value with the reason instead."""
+                  tool_path: str | None = None, *, continuous: bool = False) -> tuple[list[System], dict[str, str]]:
+    """Model systems (one per codebook count, all codebooks when None; then the continuous mode when asked)
+    and baselines; baselines whose tools are missing come back in the second value with the reason instead."""
     systems: list[System] = []
     if codec is not None:
         for k in num_codebooks or [codec.num_codebooks]:
             systems.append(ModelSystem(codec, k))
+        if continuous:
+            systems.append(ModelSystem(codec, continuous=True))
     skipped = {}
     for name in baselines:
         try:

@@ -57,14 +57,23 @@ class FunctionSystem(System):
 class ModelSystem(System):
     """A codec12 model at ``num_codebooks``: resample to the model rate, encode, decode, trim, back to 16 kHz.
 
-    The causal codec is sample-aligned by construction, so no delay is compensated.
+    ``continuous=True`` scores the continuous mode instead: the pre-quantization latents, rounded to float16 as
+    ``codec12 tokenize --latents`` stores them, decoded by the same decoder; their bits are those float16 values
+    (``num_codebooks`` is then unused). The causal codec is sample-aligned by construction, so no delay is
+    compensated.
     """
 
-    def __init__(self, codec, num_codebooks: int, name: str | None = None) -> None:
-        codec._check_num_codebooks(num_codebooks)
-        self.codec, self.num_codebooks = codec, num_codebooks
-        self.name = name or f"{codec.config.name or 'codec12'}-{num_codebooks}cb"
-        self.bits_per_frame = codec.bitrate_at(num_codebooks) / codec.frame_rate
+    def __init__(self, codec, num_codebooks: int | None = None, name: str | None = None, *,
+                 continuous: bool = False) -> None:
+        base = codec.config.name or "codec12"
+        if continuous:
+            self.name = name or f"{base}-continuous"
+            self.bits_per_frame = 16 * codec.latent_dim
+        else:
+            codec._check_num_codebooks(num_codebooks)
+            self.name = name or f"{base}-{num_codebooks}cb"
+            self.bits_per_frame = codec.bitrate_at(num_codebooks) / codec.frame_rate
+        self.codec, self.num_codebooks, self.continuous = codec, num_codebooks, continuous
 
     def roundtrip(self, wav: np.ndarray) -> RoundTrip:
         codec = self.codec
@@ -73,11 +82,17 @@ class ModelSystem(System):
             x = AF.resample(x, SAMPLE_RATE, codec.sample_rate)
         x = x.expand(1, codec.channels, -1).to(next(codec.parameters()).device)
         with torch.no_grad():
-            codes = codec.encode(x, self.num_codebooks)
-            y = codec.decode(codes)[..., : x.shape[-1]].mean(dim=1)[0].float().cpu()
+            if self.continuous:
+                z = codec.encode_latents(x)
+                stream = z.to(torch.float16).to(z.dtype)
+                y = codec.decode_latents(stream)
+            else:
+                stream = codec.encode(x, self.num_codebooks)
+                y = codec.decode(stream)
+            y = y[..., : x.shape[-1]].mean(dim=1)[0].float().cpu()
         if codec.sample_rate != SAMPLE_RATE:
             y = AF.resample(y, codec.sample_rate, SAMPLE_RATE)
-        return RoundTrip(y.numpy(), round(self.bits_per_frame * codes.shape[-1]))
+        return RoundTrip(y.numpy(), round(self.bits_per_frame * stream.shape[-1]))
 
 
 def _tool(name: str, path: str | None, package: str) -> str:
