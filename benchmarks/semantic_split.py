@@ -224,8 +224,7 @@ def main() -> None:
     for name, weight in [runs[k] for k in runs if args.run in ("both", k) and not args.model]:
         start = time.time()
         codec, _ = train(train_set, args.steps, weight, args.batch_size, args.seed, init=args.init, lr=args.lr,
-                         head_lr=args.head_lr, layout=args.layout,
-                         head_kernel=args.head_kernel)
+                         head_lr=args.head_lr, layout=args.layout, head_kernel=args.head_kernel)
         results[name] = measure(codec, test_set)
         if args.save:
             codec.save_pretrained(f"{args.save}-{'ctc' if weight else 'plain'}")

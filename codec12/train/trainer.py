@@ -191,14 +191,14 @@ class _Trainer:
         self.balancer = Balancer(weights, r.losses.weight_schedules())
 
         o = r.optim
-        self.gen_params = [p for p in self.codec.parameters() if p.requires_grad]
+        own = [p for p in self.codec.parameters() if p.requires_grad]
         head = [p for p in self.distiller.parameters() if p.requires_grad] if self.distiller is not None else []
-        self.gen_params += head
+        self.gen_params = own + head
         self.disc_params = [p for p in self.adversaries.parameters() if p.requires_grad]
         # One group (all at lr) unless the head has its own rate: then [codec, head] at [lr, head_lr].
         groups, self.gen_base_lrs = [self.gen_params], [o.lr]
         if head and o.head_lr is not None:
-            groups, self.gen_base_lrs = [self.gen_params[:-len(head)], head], [o.lr, o.head_lr]
+            groups, self.gen_base_lrs = [own, head], [o.lr, o.head_lr]
         self.gen_opt = torch.optim.AdamW([{"params": g, "lr": lr} for g, lr in zip(groups, self.gen_base_lrs)],
                                          betas=tuple(o.betas), weight_decay=o.weight_decay)
         self.disc_opt = None
