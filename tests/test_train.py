@@ -173,6 +173,32 @@ def test_discriminators_and_feature_matching():
         assert d_loss.requires_grad and torch.isfinite(d_loss)
 
 
+def test_relative_feature_matching_weighs_layers_by_their_real_scale():
+    """kind="relative": each layer's L1 over the mean |real feature| of that layer, so a layer scaled up by c
+    weighs the same (plain L1 grows by c); zero on identical features; unknown kinds are refused."""
+    from codec12.losses.adversarial import DiscriminatorOutput
+
+    torch.manual_seed(0)
+    real = [torch.randn(2, 3, 10), 0.01 * torch.randn(2, 4, 5)]
+    fake = [r + 0.5 * r.std() * torch.randn_like(r) for r in real]
+
+    def outs(feats, scale=1.0):
+        return [DiscriminatorOutput(logits=torch.zeros(2, 1), features=[scale * f for f in feats])]
+
+    rel, l1 = FeatureMatchingLoss("relative"), FeatureMatchingLoss("l1")
+    by_hand = sum((f - r).abs().mean() / r.abs().mean() for f, r in zip(fake, real)) / 2
+    assert rel(outs(fake), outs(real)).item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert rel(outs(fake, 100.0), outs(real, 100.0)).item() == pytest.approx(by_hand.item(), rel=1e-5)
+    assert l1(outs(fake, 100.0), outs(real, 100.0)).item() == pytest.approx(
+        100 * l1(outs(fake), outs(real)).item(), rel=1e-5)
+    # The small second layer counts as much as the first under "relative", next to nothing under "l1".
+    assert rel(outs(fake), outs(real)).item() > 0.3
+    assert l1(outs([fake[0], real[1]]), outs(real)).item() > 20 * l1(outs([real[0], fake[1]]), outs(real)).item()
+    assert rel(outs(real), outs(real)).item() == 0.0
+    with pytest.raises(ValueError, match="feature matching must be one of"):
+        FeatureMatchingLoss("l2")
+
+
 def test_reconstruction_losses_zero_on_identity_and_grow_with_noise():
     wav = torch.from_numpy(speechlike(0.5, 16000).T)[None]
     noisy = wav + 0.05 * torch.randn_like(wav)
@@ -407,6 +433,36 @@ def test_head_lr_moves_the_distillation_head_at_its_own_rate(audio_dir, tmp_path
             build_distiller=fake_builder(), progress=False)
     with pytest.raises(ValueError, match="optim.head_lr must be > 0"):
         base.replace(optim={"head_lr": 0.0})
+
+
+def test_disc_schedule_keeps_the_discriminator_rate_while_the_generator_decays(audio_dir, tmp_path):
+    """optim.disc_schedule=constant: the discriminators stay at disc_lr after the warmup while the generator's
+    rate follows the cosine; unset, both follow the same schedule. Bad values are refused by name."""
+    base = tiny_recipe("tiny-16k-cpu", audio_dir,
+                       train={"steps": 4, "log_every": 1, "valid_every": 100, "export": False},
+                       discriminators={"start_step": 0},
+                       optim={"lr": 1e-3, "disc_lr": 2e-3, "warmup_steps": 1, "schedule": "cosine",
+                              "min_lr_ratio": 0.1},
+                       losses={"feature_matching": "relative"})
+
+    def rates(recipe, out):
+        run(recipe, out, progress=False)
+        rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+        rows = [r for r in rows if "lr/generator" in r]
+        assert [r["step"] for r in rows] == [1, 2, 3, 4]
+        return [r["lr/generator"] for r in rows], [r["lr/discriminator"] for r in rows], rows
+
+    gen, disc, rows = rates(base.replace(optim={"disc_schedule": "constant"}), tmp_path / "constant")
+    assert gen == sorted(gen, reverse=True) and gen[0] > 2 * gen[-1] and gen[-1] >= 1e-4 - 1e-12
+    assert disc == pytest.approx([2e-3] * 4)
+    assert all(r["feat_msstft"] > 0 and "disc_msstft" in r for r in rows)
+    gen_same, disc_same, _ = rates(base, tmp_path / "same")
+    assert gen_same == pytest.approx(gen)
+    assert disc_same == pytest.approx([2 * g for g in gen])
+    with pytest.raises(ValueError, match="optim.disc_schedule"):
+        base.replace(optim={"disc_schedule": "step"})
+    with pytest.raises(ValueError, match="losses.feature_matching"):
+        base.replace(losses={"feature_matching": "l2"})
 
 
 def test_sigterm_stops_after_the_step_with_a_checkpoint_that_resumes(audio_dir, tmp_path, monkeypatch):

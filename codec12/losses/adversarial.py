@@ -140,15 +140,29 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"GAN loss must be one of {GAN_LOSSES}, got {kind!r}")
 
 
+FEATURE_MATCHING = ("l1", "relative")
+
+
 class FeatureMatchingLoss(nn.Module):
     """L1 between discriminator feature maps of generated (pred) and real (target) audio, averaged over all
-    layers of all sub-discriminators; the real side is detached."""
+    layers of all sub-discriminators; the real side is detached. ``kind="relative"`` divides each layer's L1
+    by the mean magnitude of its real feature map (as EnCodec does), so every layer weighs about the same
+    whatever the scale of its activations; ``"l1"`` leaves them as they are."""
+
+    def __init__(self, kind: str = "l1", eps: float = 1e-8) -> None:
+        super().__init__()
+        if kind not in FEATURE_MATCHING:
+            raise ValueError(f"feature matching must be one of {FEATURE_MATCHING}, got {kind!r}")
+        self.kind, self.eps = kind, eps
 
     def forward(self, pred: list[DiscriminatorOutput], target: list[DiscriminatorOutput]) -> torch.Tensor:
         total, count = None, 0
         for p, t in zip(pred, target):
             for fp, ft in zip(p.features, t.features):
-                term = F.l1_loss(fp.float(), ft.detach().float())
+                ft = ft.detach().float()
+                term = F.l1_loss(fp.float(), ft)
+                if self.kind == "relative":
+                    term = term / ft.abs().mean().clamp_min(self.eps)
                 total = term if total is None else total + term
                 count += 1
         if total is None:
@@ -167,12 +181,12 @@ class GeneratorLoss:
 class AdversarialLoss(nn.Module):
     """A discriminator with its GAN objective. ``pred`` is generated audio, ``target`` real audio, [B, C, T]."""
 
-    def __init__(self, discriminator: nn.Module, kind: str = "hinge") -> None:
+    def __init__(self, discriminator: nn.Module, kind: str = "hinge", feature_matching: str = "l1") -> None:
         super().__init__()
         _check_kind(kind)
         self.discriminator = discriminator
         self.kind = kind
-        self.feature_matching = FeatureMatchingLoss()
+        self.feature_matching = FeatureMatchingLoss(feature_matching)
 
     def discriminator_loss(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss to minimise w.r.t. the discriminator (generated audio detached)."""

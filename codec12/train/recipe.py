@@ -94,13 +94,15 @@ class DataRecipe:
 @dataclass(frozen=True, kw_only=True)
 class LossRecipe:
     """weights: loss name -> weight (0 = logged only); schedules: name -> WeightSchedule fields;
-    gan: ``hinge`` or ``lsgan``; stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
+    gan: ``hinge`` or ``lsgan``; feature_matching: ``l1`` or ``relative`` (each layer's L1 over the mean
+    magnitude of its real features); stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
 
     weights: dict = field(default_factory=lambda: {
         "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "commitment": 1.0,
         "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
     schedules: dict = field(default_factory=dict)
     gan: str = "hinge"
+    feature_matching: str = "l1"
     stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)
     mel_n_mels: tuple[int, ...] = (80, 80, 80)
     mel_win_lengths: tuple[int, ...] = (2048, 1024, 512)
@@ -109,6 +111,8 @@ class LossRecipe:
     def __post_init__(self):
         if self.gan not in ("hinge", "lsgan"):
             raise ValueError(f"losses.gan must be 'hinge' or 'lsgan', got {self.gan!r}")
+        if self.feature_matching not in ("l1", "relative"):
+            raise ValueError(f"losses.feature_matching must be 'l1' or 'relative', got {self.feature_matching!r}")
         for name, w in self.weights.items():
             if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
                 raise ValueError(f"losses.weights.{name} must be a number >= 0, got {w!r}")
@@ -145,7 +149,10 @@ class OptimRecipe:
     """AdamW for the generator (codec + distillation heads) and the discriminators; linear warmup then
     ``cosine``/``linear`` decay to ``min_lr_ratio`` x lr at the last step, or ``constant``. ``head_lr``: base
     learning rate of the distillation head (null: ``lr``); a head faster than the codec leaves CTC's blank
-    plateau sooner. It follows the same schedule."""
+    plateau sooner. It follows the same schedule. ``disc_schedule``: the discriminators' own schedule
+    (``cosine``, ``linear`` or ``constant``, same warmup); null: the generator's. A discriminator that joins a
+    fine-tuning run late learns little at the tail of a decayed generator schedule; ``constant`` keeps it at
+    ``disc_lr``."""
 
     lr: float = 3e-4
     disc_lr: float = 3e-4
@@ -154,6 +161,7 @@ class OptimRecipe:
     weight_decay: float = 0.01
     warmup_steps: int = 500
     schedule: str = "cosine"
+    disc_schedule: str | None = None
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     disc_grad_clip: float = 1.0
@@ -161,6 +169,9 @@ class OptimRecipe:
     def __post_init__(self):
         if self.schedule not in ("cosine", "linear", "constant"):
             raise ValueError(f"optim.schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
+        if self.disc_schedule not in (None, "cosine", "linear", "constant"):
+            raise ValueError("optim.disc_schedule must be 'cosine', 'linear', 'constant' or null, "
+                             f"got {self.disc_schedule!r}")
         if self.lr <= 0 or self.disc_lr <= 0 or len(self.betas) != 2:
             raise ValueError("optim: lr and disc_lr must be > 0 and betas a pair")
         if self.head_lr is not None and not self.head_lr > 0:

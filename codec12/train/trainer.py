@@ -176,10 +176,12 @@ class _Trainer:
         ch = self.config.channels
         if weights.get("adv_msstft", 0) or weights.get("feat_msstft", 0):
             self.adversaries["msstft"] = AdversarialLoss(
-                MultiScaleSTFTDiscriminator(d.msstft_n_ffts, d.msstft_channels, ch), r.losses.gan)
+                MultiScaleSTFTDiscriminator(d.msstft_n_ffts, d.msstft_channels, ch), r.losses.gan,
+                r.losses.feature_matching)
         if weights.get("adv_mpd", 0) or weights.get("feat_mpd", 0):
             self.adversaries["mpd"] = AdversarialLoss(
-                MultiPeriodDiscriminator(d.mpd_periods, d.mpd_channels, ch), r.losses.gan)
+                MultiPeriodDiscriminator(d.mpd_periods, d.mpd_channels, ch), r.losses.gan,
+                r.losses.feature_matching)
         self.adversaries.to(self.device).train()
         if r.model.init is not None and self.resume_from is None:
             self._load_init(r.model.init)
@@ -207,6 +209,9 @@ class _Trainer:
                                               weight_decay=o.weight_decay)
         # The learning rate is a function of the step alone (set before each step), so it resumes exactly.
         self.lr_factor = _lr_lambda(o, r.train.steps)
+        self.disc_lr_factor = self.lr_factor
+        if o.disc_schedule is not None:
+            self.disc_lr_factor = _lr_lambda(dataclasses.replace(o, schedule=o.disc_schedule), r.train.steps)
         self.ema: dict[str, torch.Tensor] | None = None
         if r.train.ema_decay > 0:
             self.ema = {n: p.detach().clone() for n, p in self.codec.named_parameters()}
@@ -409,7 +414,7 @@ class _Trainer:
         factor = self.lr_factor(step)
         if self.disc_opt is not None:
             for group in self.disc_opt.param_groups:
-                group["lr"] = self.recipe.optim.disc_lr * factor
+                group["lr"] = self.recipe.optim.disc_lr * self.disc_lr_factor(step)
         for group, base in zip(self.gen_opt.param_groups, self.gen_base_lrs):
             group["lr"] = base * factor
 
