@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codec12.config import CodecConfig
+from codec12.losses.adversarial import FEATURE_MATCHING, GAN_LOSSES
 from codec12.losses.balancer import WeightSchedule
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
@@ -109,9 +110,9 @@ class LossRecipe:
     phase_fft_sizes: tuple[int, ...] = (1024, 512)
 
     def __post_init__(self):
-        if self.gan not in ("hinge", "lsgan"):
+        if self.gan not in GAN_LOSSES:
             raise ValueError(f"losses.gan must be 'hinge' or 'lsgan', got {self.gan!r}")
-        if self.feature_matching not in ("l1", "relative"):
+        if self.feature_matching not in FEATURE_MATCHING:
             raise ValueError(f"losses.feature_matching must be 'l1' or 'relative', got {self.feature_matching!r}")
         for name, w in self.weights.items():
             if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
