@@ -156,11 +156,18 @@ class QuantizerConfig:
         return (self.semantic_codebook_size,) + (self.acoustic_codebook_size,) * self.num_acoustic
 
 
+ISTFT_PHASES = ("direct", "integrated")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ISTFTDecoderConfig:
     """Vocos-style decoder in place of the mirrored SEANet decoder: a causal transposed conv from the SEANet
     frame rate to the STFT frame rate (``sample_rate / hop_length``), ``num_layers`` causal ConvNeXt blocks of
-    width ``dim``, then a per-frame complex spectrum (log-magnitude and phase) and a Hann inverse STFT."""
+    width ``dim``, then a per-frame complex spectrum (log-magnitude and phase) and a Hann inverse STFT.
+
+    ``phase``: ``"direct"`` predicts each frame's phase on its own (Vocos); ``"integrated"`` adds to it a running
+    phase per bin that advances every frame by the bin's centre frequency plus a predicted deviation (an
+    instantaneous frequency, as a phase vocoder), so a steady partial keeps its phase from frame to frame."""
 
     dim: int = 256
     intermediate_dim: int = 768
@@ -168,8 +175,10 @@ class ISTFTDecoderConfig:
     kernel_size: int = 7
     n_fft: int = 640
     hop_length: int = 160
+    phase: str = "direct"
 
     def __post_init__(self):
+        _check(self.phase in ISTFT_PHASES, f"istft.phase must be one of {list(ISTFT_PHASES)}, got {self.phase!r}")
         for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "n_fft", "hop_length"):
             _check(getattr(self, name) >= 1, f"istft.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.n_fft % 2 == 0, f"istft.n_fft must be even, got {self.n_fft}")
@@ -262,6 +271,8 @@ class CodecConfig:
 
         if data["istft"] is None:  # the mirrored SEANet decoder: configs (and hashes) as before the option
             del data["istft"]
+        elif data["istft"]["phase"] == "direct":  # configs (and hashes) as before the phase option
+            del data["istft"]["phase"]
         return {"format_version": FORMAT_VERSION, **lists(data)}
 
     @classmethod

@@ -11,9 +11,9 @@ from codec12 import Codec, CodecConfig, ISTFTDecoderConfig, QuantizerConfig, SEA
 
 
 def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "shared", context: int = 7,
-                norm: str = "weight_norm", istft: bool = False) -> CodecConfig:
+                norm: str = "weight_norm", istft: bool = False, istft_phase: str = "direct") -> CodecConfig:
     """A codec with a few thousand parameters; ``context`` small so tests cross the attention window.
-    ``istft``: the Vocos-style decoder (hop 80, window 320) in place of the SEANet one."""
+    ``istft``: the Vocos-style decoder (hop 80, window 320, phase ``istft_phase``) in place of the SEANet one."""
     ratios = {16000: (8, 5, 4, 4), 24000: (8, 6, 5, 4)}[sample_rate]
     if acoustic == "fsq":
         q = QuantizerConfig(layout=layout, semantic_codebook_size=64, semantic_dim=8, acoustic="fsq",
@@ -27,14 +27,22 @@ def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "
         seanet=SEANetConfig(dimension=32, n_filters=4, ratios=ratios, norm=norm),
         transformer=TransformerConfig(d_model=32, num_heads=2, num_layers=2, dim_feedforward=64, context=context),
         latent_dim=latent, depthwise_upsample=layout == "shared", quantizer=q,
-        istft=ISTFTDecoderConfig(dim=16, intermediate_dim=32, num_layers=2, n_fft=320, hop_length=80)
-        if istft else None,
+        istft=ISTFTDecoderConfig(dim=16, intermediate_dim=32, num_layers=2, n_fft=320, hop_length=80,
+                                 phase=istft_phase) if istft else None,
     )
 
 
 def tiny_codec(seed: int = 0, **kwargs) -> Codec:
+    """A random tiny codec. The integrated-phase head starts at zero; here it gets random weights too, so that
+    tests see the deviations it predicts."""
     torch.manual_seed(seed)
-    return Codec.from_config(tiny_config(**kwargs)).eval()
+    codec = Codec.from_config(tiny_config(**kwargs)).eval()
+    head = getattr(codec.decoder, "deviation_head", None)
+    if head is not None:
+        with torch.no_grad():
+            for p in head.parameters():
+                p.normal_(0.0, 0.5)
+    return codec
 
 
 def speechlike(seconds: float, sample_rate: int, seed: int = 0, channels: int = 1) -> np.ndarray:

@@ -15,6 +15,7 @@ VARIANTS = [
     dict(sample_rate=24000, acoustic="fsq", layout="shared"),
     dict(sample_rate=24000, acoustic="rvq", layout="concat"),
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),
+    dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_phase="integrated"),
 ]
 
 

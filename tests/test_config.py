@@ -46,6 +46,12 @@ def test_config_hash_ignores_name_but_not_architecture():
     assert istft.replace(istft=dataclasses.replace(istft.istft, n_fft=160)).config_hash() != istft.config_hash()
     # Without the optional decoder block, a config is written (and hashed) as before the block existed.
     assert "istft" not in cfg.to_dict() and istft.to_dict()["istft"]["n_fft"] == 320
+    # Likewise the decoder's phase option: "direct" (the default) is left out, "integrated" is written and hashed.
+    assert "phase" not in istft.to_dict()["istft"]
+    integrated = tiny_config(istft=True, istft_phase="integrated")
+    assert integrated.to_dict()["istft"]["phase"] == "integrated"
+    assert integrated.config_hash() != istft.config_hash()
+    assert CodecConfig.from_dict(integrated.to_dict()) == integrated
 
 
 def test_hashes_recorded_by_earlier_versions_still_match():
@@ -103,6 +109,7 @@ def test_format_version_checked():
     (lambda: CodecConfig(latent_dim=300, depthwise_upsample=False, quantizer=QuantizerConfig(layout="concat")),
      "semantic_dim"),
     (lambda: ISTFTDecoderConfig(n_fft=641), "even"),
+    (lambda: ISTFTDecoderConfig(phase="vocoder"), "istft.phase must be one of"),
     (lambda: ISTFTDecoderConfig(n_fft=480, hop_length=320), "multiple of hop_length"),
     (lambda: ISTFTDecoderConfig(n_fft=160, hop_length=160), "at least twice"),
     (lambda: CodecConfig(istft=ISTFTDecoderConfig(n_fft=600, hop_length=150)), "must divide the SEANet hop"),

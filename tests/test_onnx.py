@@ -25,6 +25,9 @@ TOPOLOGIES = {
     "tiny-24k-fsq-concat": dict(sample_rate=24000, acoustic="fsq", layout="concat"),  # c12-fsq-24k
     "tiny-16k-fsq-shared": dict(sample_rate=16000, acoustic="fsq", layout="shared"),
     "tiny-16k-istft": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),  # inverse-STFT decoder
+    # the bundled model's decoder: a running phase per bin, carried between steps as a float64 state
+    "tiny-16k-istft-integrated": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
+                                      istft_phase="integrated"),
 }
 
 

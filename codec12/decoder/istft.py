@@ -9,6 +9,7 @@ overlap-add is a transposed convolution with fixed weights, whose overlap tail i
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,7 @@ from torch import nn
 
 from codec12.config import ISTFTDecoderConfig
 from codec12.nn.conv import OverlapAdd, StreamingConv1d, StreamingConvTranspose1d
+from codec12.nn.streaming import StreamingModule
 
 MAX_LOG_MAGNITUDE = math.log(100.0)
 
@@ -55,20 +57,61 @@ def istft_basis(n_fft: int, hop_length: int) -> torch.Tensor:
 
 
 class StreamingISTFT(OverlapAdd):
-    """Causal inverse STFT: [B, 2 * bins, T] (real parts, then imaginary parts) -> [B, 1, T * hop_length].
+    """Causal inverse STFT: [B, channels * 2 * bins, T] (per channel: real parts, then imaginary parts) ->
+    [B, channels, T * hop_length].
 
     Offline the overlap tail past the last frame is dropped; streaming keeps it and adds it to the next chunk
     (the contract of :class:`~codec12.nn.conv.OverlapAdd`)."""
 
-    def __init__(self, n_fft: int, hop_length: int) -> None:
+    def __init__(self, n_fft: int, hop_length: int, channels: int = 1) -> None:
         super().__init__()
-        self.out_channels = 1
+        self.out_channels = channels
         self.stride = hop_length
         self.padding_total = n_fft - hop_length
         self.register_buffer("basis", istft_basis(n_fft, hop_length), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._emit(F.conv_transpose1d(x, self.basis.to(x.dtype), stride=self.stride), x.shape[-1])
+        c = self.out_channels
+        basis = self.basis.to(x.dtype)
+        y = F.conv_transpose1d(x, basis.repeat(c, 1, 1) if c > 1 else basis, stride=self.stride, groups=c)
+        return self._emit(y, x.shape[-1])
+
+
+@dataclass
+class PhaseState:
+    phase: torch.Tensor  # [B, channels * bins] float64: the running phase after the last frame, in [0, 2 pi)
+
+
+class PhaseIntegrator(StreamingModule):
+    """Running phase per bin: frame t's phase is the sum over frames s <= t of the bin's centre-frequency advance
+    ``2 pi k hop / n_fft`` plus the deviation predicted for frame s.
+
+    The sum runs in float64 and is wrapped to [0, 2 pi), so the offline sum over a whole file and the streamed one
+    (carried between chunks in the state) agree to float64 rounding however long the stream."""
+
+    def __init__(self, n_fft: int, hop_length: int, channels: int = 1) -> None:
+        super().__init__()
+        self.n_fft, self.hop_length, self.channels = n_fft, hop_length, channels
+        self.size = channels * (n_fft // 2 + 1)
+
+    def advance(self, device: torch.device) -> torch.Tensor:
+        """[channels * bins] float64: each bin's centre-frequency phase advance per frame, wrapped to [0, 2 pi)
+        exactly (from integers, so no cast of the module can round it)."""
+        k = torch.arange(self.n_fft // 2 + 1, dtype=torch.int64, device=device)
+        return ((k * self.hop_length) % self.n_fft).double().repeat(self.channels) * (2 * math.pi / self.n_fft)
+
+    def init_state(self, batch_size, device, dtype):
+        return PhaseState(torch.zeros(batch_size, self.size, device=device, dtype=torch.float64))
+
+    def forward(self, deviation: torch.Tensor) -> torch.Tensor:
+        """deviation: [B, channels * bins, T] (radians per frame) -> running phase, same shape and dtype, in
+        [0, 2 pi)."""
+        total = torch.cumsum(deviation.double() + self.advance(deviation.device)[:, None], dim=-1)
+        state = self._state
+        if isinstance(state, PhaseState):
+            total = total + state.phase[:, :, None]
+            state.phase = torch.remainder(total[..., -1], 2 * math.pi)
+        return torch.remainder(total, 2 * math.pi).to(deviation.dtype)
 
 
 class ISTFTDecoder(nn.Module):
@@ -76,6 +119,9 @@ class ISTFTDecoder(nn.Module):
 
     A causal transposed conv brings the features to the STFT frame rate, ConvNeXt blocks refine them, a 1x1
     conv predicts log-magnitude and phase per bin (per channel), and :class:`StreamingISTFT` synthesises.
+    With ``phase="integrated"`` a second head predicts each bin's phase deviation per frame (at most pi), and
+    :class:`PhaseIntegrator` adds the running phase to the first head's; that head starts at zero, so the
+    running phase starts as the bins' centre frequencies.
     """
 
     def __init__(self, config: ISTFTDecoderConfig, dimension: int, channels: int, upsample: int) -> None:
@@ -89,16 +135,25 @@ class ISTFTDecoder(nn.Module):
                                      for _ in range(c.num_layers)])
         self.norm = nn.LayerNorm(c.dim, eps=1e-6)
         self.head = nn.Linear(c.dim, 2 * self.bins * channels)
-        self.istft = StreamingISTFT(c.n_fft, c.hop_length)
+        self.istft = StreamingISTFT(c.n_fft, c.hop_length, channels)
+        if c.phase == "integrated":
+            self.deviation_head = nn.Linear(c.dim, self.bins * channels)
+            nn.init.zeros_(self.deviation_head.weight)
+            nn.init.zeros_(self.deviation_head.bias)
+            self.integrator = PhaseIntegrator(c.n_fft, c.hop_length, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.upsample(x)
         for block in self.blocks:
             x = block(x)
-        y = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2)  # [B, channels * 2 * bins, T]
+        h = self.norm(x.transpose(1, 2))
+        y = self.head(h).transpose(1, 2)  # [B, channels * 2 * bins, T]
         b, _, t = y.shape
         y = y.reshape(b * self.channels, 2 * self.bins, t)
         log_mag, phase = y[:, : self.bins], y[:, self.bins:]
+        if hasattr(self, "integrator"):
+            deviation = math.pi * torch.tanh(self.deviation_head(h).transpose(1, 2))  # [B, channels * bins, T]
+            phase = phase + self.integrator(deviation).reshape(b * self.channels, self.bins, t)
         mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
-        spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)
-        return self.istft(spec).reshape(b, self.channels, -1)
+        spec = torch.cat([mag * torch.cos(phase), mag * torch.sin(phase)], dim=1)  # [B * channels, 2 * bins, T]
+        return self.istft(spec.reshape(b, self.channels * 2 * self.bins, t))

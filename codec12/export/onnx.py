@@ -235,7 +235,7 @@ def _io(name: str, dtype: str, shape: list) -> dict[str, Any]:
 
 
 def _dtype_name(t: torch.Tensor) -> str:
-    return {torch.float32: "float32", torch.int64: "int64", torch.bool: "bool"}[t.dtype]
+    return {torch.float32: "float32", torch.float64: "float64", torch.int64: "int64", torch.bool: "bool"}[t.dtype]
 
 
 def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[dict], outputs: list[dict],

@@ -19,7 +19,7 @@ import onnxruntime as ort
 
 SIDECAR_NAME = "codec12_onnx.json"
 SIDECAR_FORMAT_VERSION = 1
-_DTYPES = {"float32": np.float32, "int64": np.int64, "bool": np.bool_}
+_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
 
 
 class OnnxCodec:
