@@ -360,11 +360,12 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
     module.load_state_dict(state, strict=True)
 
 
-def copy_weights(source: nn.Module, target: nn.Module, where: str) -> None:
+def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[str, ...] = ()) -> None:
     """Copy ``source``'s weights into ``target``, the same model with or without weight norm on either side
     (a folded release into a weight-normed training codec, or the reverse): a weight-normed ``target`` module
     gets its (magnitude, direction) from the plain weight through the parametrization's inverse. Missing,
-    unexpected or mis-shaped tensors raise ValueError naming them."""
+    unexpected or mis-shaped tensors raise ValueError naming them. ``keep``: submodules of ``target`` (dotted
+    names) that keep their own weights, which ``source`` need not have."""
     folded = {}
     for name, module in source.named_modules():
         if parametrize.is_parametrized(module, "weight"):
@@ -372,9 +373,12 @@ def copy_weights(source: nn.Module, target: nn.Module, where: str) -> None:
     state = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." not in k}
     state.update(folded)
     with torch.no_grad():
+        def kept(key: str) -> bool:
+            return any(key.startswith(f"{k}.") for k in keep)
+
         wn = {}
         for name, module in target.named_modules():
-            if parametrize.is_parametrized(module, "weight"):
+            if parametrize.is_parametrized(module, "weight") and not kept(f"{name}.weight"):
                 key = f"{name}.weight"
                 if key not in state:
                     raise ValueError(f"{where}: missing tensor {key}")
@@ -383,7 +387,8 @@ def copy_weights(source: nn.Module, target: nn.Module, where: str) -> None:
                     raise ValueError(f"{where}: wrong shape {key}: {tuple(value.shape)} != "
                                      f"{tuple(module.weight.shape)}")
                 wn[key] = (module, value)
-        plain = {k: v for k, v in target.state_dict().items() if ".parametrizations.weight." not in k}
+        plain = {k: v for k, v in target.state_dict().items()
+                 if ".parametrizations.weight." not in k and not kept(k)}
         missing, extra = sorted(set(plain) - set(state)), sorted(set(state) - set(plain))
         shapes = [k for k in set(plain) & set(state) if plain[k].shape != state[k].shape]
         if missing or extra or shapes:

@@ -35,6 +35,7 @@ from codec12.losses import (
     generator_loss,
 )
 from codec12.train import NonFiniteError, Recipe, load_recipe, run
+from codec12.train.recipe import CODEC_PARTS
 from codec12.train.data import AudioCrops, DrawSampler, read_items, split_items
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -593,6 +594,42 @@ def test_init_fresh_puts_a_new_decoder_behind_trained_parts(audio_dir, tmp_path)
         base.replace(model={**model, "init": str(first.release), "init_fresh": ["vocoder"]})
     with pytest.raises(ValueError, match="init_fresh needs model.init"):
         base.replace(model={**model, "init_fresh": ["decoder"]})
+
+
+def test_init_fresh_submodule_and_freeze_train_a_new_phase_head_behind_fixed_codes(audio_dir, tmp_path):
+    # How the bundled model's integrated-phase decoder was trained: the direct-phase model's weights everywhere
+    # but the new deviation head (which starts at zero), and the encoder side frozen so the codes stay the same.
+    istft = {"dim": 16, "intermediate_dim": 32, "num_layers": 2, "n_fft": 320, "hop_length": 80}
+    base = tiny_recipe("tiny-16k-cpu", audio_dir, optim={"warmup_steps": 1},
+                       train={"steps": 2, "valid_every": 100, "ema_decay": 0.0})
+    direct = base.replace(model={"overrides": {**base.model.overrides, "istft": istft}})
+    first = run(direct, tmp_path / "direct", progress=False)
+    trained = load_file(str(first.checkpoint / "model.safetensors"))
+    frozen = ["encoder", "encoder_transformer", "downsample", "quantizer"]
+    integrated = {"overrides": {**base.model.overrides, "istft": {**istft, "phase": "integrated"}},
+                  "init": str(tmp_path / "direct"), "init_fresh": ["decoder.deviation_head"], "freeze": frozen}
+    start = run(base.replace(model=integrated), tmp_path / "start", until_step=0, progress=False)
+    got = load_file(str(start.checkpoint / "model.safetensors"))
+    assert set(got) == set(trained) | {"decoder.deviation_head.weight", "decoder.deviation_head.bias"}
+    assert all(torch.equal(got[k], trained[k]) for k in trained)
+    assert not got["decoder.deviation_head.weight"].any() and not got["decoder.deviation_head.bias"].any()
+    # Two steps later the frozen parts (RVQ codebooks included) are as they were; the decoder side has moved.
+    after = load_file(str(run(base.replace(model=integrated), tmp_path / "trained",
+                              progress=False).checkpoint / "model.safetensors"))
+    for k, v in after.items():
+        if k.split(".")[0] in frozen:
+            assert torch.equal(v, got[k]), k
+    assert any(not torch.equal(after[k], got[k]) for k in after if k.startswith("decoder."))
+    assert after["decoder.deviation_head.weight"].any()
+    with pytest.raises(ValueError, match="no submodule decoder.nothing"):
+        run(base.replace(model={**integrated, "init_fresh": ["decoder.nothing"]}), tmp_path / "bad",
+            until_step=0, progress=False)
+    with pytest.raises(ValueError, match="init_fresh: unknown parts"):
+        base.replace(model={**integrated, "init_fresh": ["vocoder.head"]})
+    with pytest.raises(ValueError, match="model.freeze: unknown parts"):
+        base.replace(model={**integrated, "freeze": ["encoders"]})
+    with pytest.raises(ValueError, match="every part is frozen"):
+        base.replace(model={**integrated, "freeze": list(CODEC_PARTS)})
 
 
 def test_nan_batch_is_skipped_and_logged(audio_dir, tmp_path, monkeypatch):

@@ -36,22 +36,35 @@ class ModelRecipe:
     Its architecture must be the recipe's; training-only quantizer settings may differ.
     init_fresh: top-level parts of the codec (``CODEC_PARTS``) that start from random weights instead, e.g.
     ``["decoder"]`` to put a new decoder (another ``istft`` block, or none) behind a trained encoder and
-    quantizer; the other parts' tensors must then match the init's exactly (names and shapes)."""
+    quantizer; the other parts' tensors must then match the init's exactly (names and shapes). A dotted name
+    (``"decoder.deviation_head"``) keeps only that submodule at its initial weights: a module the init does not
+    have, added to a part that is otherwise loaded.
+    freeze: top-level parts (``CODEC_PARTS``) whose parameters do not train, e.g. the encoder side
+    (``["encoder", "encoder_transformer", "downsample", "quantizer"]``) to train a decoder behind fixed codes. A
+    frozen quantizer's RVQ codebooks stop their EMA updates and dead-code restarts too; level dropout,
+    unquantized passes and FSQ dither go on, since they are what the decoder learns from."""
 
     preset: str = "c12-tiny-16k"
     overrides: dict = field(default_factory=dict)
     init: str | None = None
     init_fresh: tuple[str, ...] = ()
+    freeze: tuple[str, ...] = ()
 
     def __post_init__(self):
         if not isinstance(self.overrides, dict):
             raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a path or model name, got {self.init!r}")
-        unknown = sorted(set(self.init_fresh) - set(CODEC_PARTS))
+        unknown = sorted(p for p in self.init_fresh if not isinstance(p, str) or p.split(".")[0] not in CODEC_PARTS
+                         or "" in p.split("."))
         if unknown or not all(isinstance(p, str) for p in self.init_fresh):
             raise ValueError(f"model.init_fresh: unknown parts {unknown or list(self.init_fresh)} (parts: "
                              f"{list(CODEC_PARTS)})")
+        bad = sorted(p for p in self.freeze if p not in CODEC_PARTS)
+        if bad:
+            raise ValueError(f"model.freeze: unknown parts {bad} (parts: {list(CODEC_PARTS)})")
+        if set(self.freeze) >= set(CODEC_PARTS):
+            raise ValueError("model.freeze: every part is frozen; nothing would train")
         if self.init_fresh and self.init is None:
             raise ValueError("model.init_fresh needs model.init (the weights of the other parts)")
 

@@ -185,6 +185,16 @@ class _Trainer:
         self.adversaries.to(self.device).train()
         if r.model.init is not None and self.resume_from is None:
             self._load_init(r.model.init)
+        from codec12.quantizers.vq import ResidualVQ
+
+        self._frozen_vq = []  # RVQ modules of frozen parts: held in eval mode (no codebook EMA updates)
+        for part in r.model.freeze:
+            for p in getattr(self.codec, part).parameters():
+                p.requires_grad_(False)
+            self._frozen_vq += [m for m in getattr(self.codec, part).modules() if isinstance(m, ResidualVQ)]
+        self._train_mode()
+        if r.model.freeze:
+            self._info(f"frozen: {', '.join(r.model.freeze)}")
 
         self.l1 = L1WaveLoss()
         self.stft = MultiResolutionSTFTLoss(r.losses.stft_fft_sizes).to(self.device)
@@ -553,7 +563,7 @@ class _Trainer:
                     out = self.codec(wav)
                     metrics.update({k: float(v) for k, v in self._reconstruction(out.audio.float(), wav,
                                                                                   missing).items()})
-                self.codec.train()
+                self._train_mode()
         audio_s = steps_per_s * self.recipe.data.batch_size * self.world_size * self.crop_samples \
             / self.config.sample_rate
         metrics.update({"steps_per_s": steps_per_s, "audio_s_per_s": audio_s,
@@ -576,6 +586,11 @@ class _Trainer:
         self.jsonl.flush()
         return metrics
 
+    def _train_mode(self) -> None:
+        self.codec.train()
+        for m in self._frozen_vq:
+            m.eval()
+
     @torch.no_grad()
     def _validate(self) -> dict[str, float]:
         self.codec.eval()
@@ -596,7 +611,7 @@ class _Trainer:
                 self.writer.add_image(f"spectrogram/{i}_decoded", self._spectrogram(audio[0]), self.step,
                                       dataformats="HW")
         self._logged_refs = True
-        self.codec.train()
+        self._train_mode()
         metrics = {f"valid/{k}": v / len(self.valid) for k, v in sums.items()}
         for k, v in metrics.items():
             self.writer.add_scalar(k, v, self.step)
@@ -664,6 +679,18 @@ class _Trainer:
 
         fresh = self.recipe.model.init_fresh
         kept = [part for part in CODEC_PARTS if part not in fresh]
+        sub_fresh = {part: tuple(f[len(part) + 1:] for f in fresh if f.startswith(f"{part}.")) for part in kept}
+        for part, subs in sub_fresh.items():
+            for sub in subs:
+                try:
+                    getattr(self.codec, part).get_submodule(sub)
+                except AttributeError:
+                    raise ValueError(f"model.init_fresh: the codec has no submodule {part}.{sub}") from None
+
+        def own(part: str) -> dict[str, torch.Tensor]:  # the fresh submodules' tensors of a kept part
+            return {k: v for k, v in getattr(self.codec, part).state_dict().items()
+                    if any(k.startswith(f"{sub}.") for sub in sub_fresh[part])}
+
         path = Path(spec)
         if (path / "checkpoints").is_dir():
             latest = ckpt.latest_checkpoint(path / "checkpoints")
@@ -679,12 +706,14 @@ class _Trainer:
                 for part in kept:
                     prefix = f"{part}."
                     load_state_dict_strict(getattr(self.codec, part), {
-                        k[len(prefix):]: v for k, v in files["model"].items() if k.startswith(prefix)}, where)
+                        **{k[len(prefix):]: v for k, v in files["model"].items() if k.startswith(prefix)},
+                        **own(part)}, where)
             else:
                 source = Codec.from_config(config)
                 load_state_dict_strict(source, files["model"], where)
                 for part in kept:
-                    copy_weights(getattr(source, part), getattr(self.codec, part), where=where)
+                    copy_weights(getattr(source, part), getattr(self.codec, part), where=where,
+                                 keep=sub_fresh[part])
             if len(self.adversaries) and "discriminators" in files:
                 try:
                     load_state_dict_strict(self.adversaries, files["discriminators"],
@@ -702,7 +731,7 @@ class _Trainer:
             source = Codec.from_pretrained(spec)
             self._check_init_config(source.config, spec)
             for part in kept:
-                copy_weights(getattr(source, part), getattr(self.codec, part), where=str(spec))
+                copy_weights(getattr(source, part), getattr(self.codec, part), where=str(spec), keep=sub_fresh[part])
         self._info(f"model initialised from {path}" + (f" (fresh: {', '.join(fresh)})" if fresh else ""))
 
     def _check_init_config(self, config: CodecConfig, where) -> None:
