@@ -35,8 +35,8 @@ from codec12.losses import (
     generator_loss,
 )
 from codec12.train import NonFiniteError, Recipe, load_recipe, run
-from codec12.train.recipe import CODEC_PARTS
 from codec12.train.data import AudioCrops, DrawSampler, read_items, split_items
+from codec12.train.recipe import CODEC_PARTS
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
