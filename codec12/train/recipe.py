@@ -42,7 +42,8 @@ class ModelRecipe:
     freeze: top-level parts (``CODEC_PARTS``) whose parameters do not train, e.g. the encoder side
     (``["encoder", "encoder_transformer", "downsample", "quantizer"]``) to train a decoder behind fixed codes. A
     frozen quantizer's RVQ codebooks stop their EMA updates and dead-code restarts too; level dropout,
-    unquantized passes and FSQ dither go on, since they are what the decoder learns from."""
+    unquantized passes and FSQ dither go on, since they are what the decoder learns from (an encoder trained
+    behind a frozen RVQ quantizer then learns only from the unquantized passes and the distillation losses)."""
 
     preset: str = "c12-tiny-16k"
     overrides: dict = field(default_factory=dict)
