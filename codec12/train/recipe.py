@@ -56,9 +56,10 @@ class ModelRecipe:
             raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
         if self.init is not None and (not isinstance(self.init, str) or not self.init):
             raise ValueError(f"model.init must be a path or model name, got {self.init!r}")
-        unknown = sorted(p for p in self.init_fresh if not isinstance(p, str) or p.split(".")[0] not in CODEC_PARTS
-                         or "" in p.split("."))
-        if unknown or not all(isinstance(p, str) for p in self.init_fresh):
+        strings = all(isinstance(p, str) for p in self.init_fresh)
+        unknown = sorted(p for p in self.init_fresh if p.split(".")[0] not in CODEC_PARTS or "" in p.split(".")) \
+            if strings else []
+        if unknown or not strings:
             raise ValueError(f"model.init_fresh: unknown parts {unknown or list(self.init_fresh)} (parts: "
                              f"{list(CODEC_PARTS)})")
         bad = sorted(p for p in self.freeze if p not in CODEC_PARTS)
