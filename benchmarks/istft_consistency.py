@@ -31,16 +31,15 @@ from codec12.audio import load_audio  # noqa: E402
 from codec12.cli import DEFAULT_MODEL  # noqa: E402
 from codec12.decoder.istft import ISTFTDecoder  # noqa: E402
 from codec12.eval.harness import list_audio_files  # noqa: E402
+from codec12.losses.spectral import frame_spectra  # noqa: E402
 
 
 def consistency(predicted: torch.Tensor, audio: torch.Tensor, n_fft: int,
                 hop: int) -> tuple[float, float, float]:
     """predicted: complex [bins, T] fed to the inverse STFT; audio: its output [T * hop]. Over the frames whose
     whole window lies in the output: (squared error sum, predicted energy sum, output-DFT energy sum)."""
-    frames = (audio.shape[-1] - n_fft) // hop + 1
-    windows = audio.unfold(-1, n_fft, hop)[:frames]  # [frames, n_fft]: frame t synthesised samples t*hop ...
-    analysed = torch.fft.rfft(windows.double(), dim=-1).T
-    pred = predicted[:, :frames].to(torch.complex128)
+    analysed = frame_spectra(audio.double(), n_fft, hop)  # frame t: the samples t*hop ... it synthesised
+    pred = predicted[:, : analysed.shape[-1]].to(torch.complex128)
     return (float((analysed - pred).abs().pow(2).sum()), float(pred.abs().pow(2).sum()),
             float(analysed.abs().pow(2).sum()))
 

@@ -21,6 +21,7 @@ from codec12 import Codec, CodecConfig
 from codec12.cli import main as cli_main
 from codec12.codec import load_state_dict_strict
 from codec12.decoder import ISTFTDecoder
+from codec12.decoder.istft import StreamingISTFT
 from codec12.losses import (
     AdversarialLoss,
     Balancer,
@@ -30,6 +31,7 @@ from codec12.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
     PhaseDerivativeLoss,
+    SpectralConsistencyLoss,
     WeightSchedule,
     discriminator_loss,
     generator_loss,
@@ -240,6 +242,65 @@ def test_phase_loss_scores_phase_derivatives_not_absolute_phase():
     assert loss(pred, wav).item() < 0.5 * start
     with pytest.raises(ValueError, match="fft_sizes"):
         PhaseDerivativeLoss(())
+
+
+def test_consistency_loss_is_zero_for_the_stft_of_a_signal_and_trains_an_arbitrary_spectrum_towards_one():
+    """The rectangular-frame DFT of a signal, overlap-added by the decoder's inverse STFT, gives the signal back
+    and scores 0; a random spectrum does not, at any level; descending the loss makes its frames agree."""
+    n_fft, hop, frames = 320, 80, 40
+    istft, loss = StreamingISTFT(n_fft, hop), SpectralConsistencyLoss(n_fft, hop)
+    g = torch.Generator().manual_seed(0)
+    signal = torch.randn(1, (frames - 1) * hop + n_fft, generator=g)
+    spec = torch.fft.rfft(signal.unfold(-1, n_fft, hop), dim=-1).transpose(1, 2)  # [1, bins, frames]
+    stacked = torch.cat([spec.real, spec.imag], dim=1)
+    out = istft(stacked)[:, 0]
+    assert out.shape == (1, frames * hop)
+    covered = n_fft - hop  # the first samples are synthesised by fewer windows: left out by the loss
+    assert torch.allclose(out[:, covered:], signal[:, covered: frames * hop], atol=1e-4)
+    assert loss(stacked, out).item() < 1e-6
+    rand = torch.randn(1, 2 * (n_fft // 2 + 1), frames, generator=g)
+    scattered = loss(rand, istft(rand)[:, 0]).item()
+    assert 0.8 < scattered < 0.95  # unrelated frames at 4x overlap: about 0.88
+    assert loss(3 * rand, istft(3 * rand)[:, 0]).item() == pytest.approx(scattered, rel=1e-4)
+    pred = rand.clone().requires_grad_(True)
+    opt = torch.optim.Adam([pred], lr=3e-2)
+    for _ in range(60):
+        opt.zero_grad()
+        loss(pred, istft(pred)[:, 0]).backward()
+        opt.step()
+    assert loss(pred, istft(pred)[:, 0]).item() < 0.5 * scattered
+    with pytest.raises(ValueError, match="multiple of hop_length"):
+        SpectralConsistencyLoss(300, 80)
+    with pytest.raises(ValueError, match="predicted must be"):
+        loss(rand[:, :-2], out)
+    with pytest.raises(ValueError, match="no frame past"):
+        loss(rand[..., :4], istft(rand[..., :4])[:, 0])
+
+
+def test_consistency_weight_trains_an_inverse_stft_decoder_and_is_refused_for_seanet(audio_dir, tmp_path):
+    base = tiny_recipe("tiny-16k-cpu", audio_dir, optim={"warmup_steps": 1},
+                       train={"steps": 2, "valid_every": 2, "ema_decay": 0.0})
+    istft = {"dim": 16, "intermediate_dim": 32, "num_layers": 2, "n_fft": 320, "hop_length": 80}
+    weights = {**base.losses.weights, "consistency": 0.5}
+    model = {"overrides": {**base.model.overrides, "istft": istft}}
+    recipe = base.replace(model=model, losses={"weights": weights})
+    run(recipe, tmp_path / "istft", progress=False)
+    rows = read_log(tmp_path / "istft")
+    train = [r for r in rows if "total" in r]
+    valid = [r for r in rows if "valid/consistency" in r]
+    assert len(train) == 2 and len(valid) == 1
+    for r in train:  # weighted into the total with the others
+        assert 0.0 < r["consistency"] < 2.0
+        expected = sum(w * r[k] for k, w in weights.items() if w and k in r)
+        assert r["total"] == pytest.approx(expected, rel=1e-4)
+    assert 0.0 < valid[0]["valid/consistency"] < 2.0
+    # Weight 0 (the default): not trained on, still logged at validation.
+    run(base.replace(model=model), tmp_path / "logged", progress=False)
+    rows = read_log(tmp_path / "logged")
+    assert not any("consistency" in r for r in rows if "total" in r)
+    assert any("valid/consistency" in r for r in rows)
+    with pytest.raises(ValueError, match="consistency.*inverse-STFT decoder"):
+        run(base.replace(losses={"weights": weights}), tmp_path / "seanet", until_step=0, progress=False)
 
 
 def test_balancer_weights_by_name_and_schedules():

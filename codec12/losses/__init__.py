@@ -19,8 +19,10 @@ _EXPORTS = {
     "PeriodDiscriminator": "codec12.losses.adversarial",
     "PhaseDerivativeLoss": "codec12.losses.spectral",
     "STFTDiscriminator": "codec12.losses.adversarial",
+    "SpectralConsistencyLoss": "codec12.losses.spectral",
     "WeightSchedule": "codec12.losses.balancer",
     "discriminator_loss": "codec12.losses.adversarial",
+    "frame_spectra": "codec12.losses.spectral",
     "generator_loss": "codec12.losses.adversarial",
 }
 __all__ = sorted(_EXPORTS)

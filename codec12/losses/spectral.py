@@ -1,8 +1,8 @@
 """Reconstruction losses: waveform L1, multi-resolution STFT (auraloss), multi-scale log-mel and phase
-derivatives.
+derivatives; and the consistency of an inverse-STFT decoder's predicted spectra.
 
-Every loss is ``forward(pred, target) -> scalar`` on audio ``[B, C, T]`` (same shape). They run in float32
-whatever the autocast context: spectral magnitudes of bf16 audio are too coarse to train on.
+Every reconstruction loss is ``forward(pred, target) -> scalar`` on audio ``[B, C, T]`` (same shape). All run in
+float32 whatever the autocast context: spectral magnitudes of bf16 audio are too coarse to train on.
 """
 
 from __future__ import annotations
@@ -134,3 +134,51 @@ class PhaseDerivativeLoss(nn.Module):
                 up, ut = sp / (sp.abs() + self.eps), st / (mag + self.eps)
                 total = total + self._mismatch(up, ut, mag, -1) + self._mismatch(up, ut, mag, -2)
             return total / len(self.fft_sizes)
+
+
+def frame_spectra(audio: torch.Tensor, n_fft: int, hop_length: int) -> torch.Tensor:
+    """Audio [..., T] -> complex [..., n_fft // 2 + 1, frames]: the DFT of each whole rectangular frame
+    ``audio[..., t * hop : t * hop + n_fft]``. For the causal inverse STFT of
+    :class:`~codec12.decoder.istft.StreamingISTFT` (frame t synthesises those very samples, Hann-windowed and
+    scaled so the windows sum to one) this is the exact inverse: a consistent predicted spectrum comes back."""
+    if audio.shape[-1] < n_fft:
+        raise ValueError(f"frame_spectra: {audio.shape[-1]} samples are fewer than one {n_fft}-sample frame")
+    frames = (audio.shape[-1] - n_fft) // hop_length + 1
+    windows = audio.unfold(-1, n_fft, hop_length)[..., :frames, :]
+    return torch.fft.rfft(windows, dim=-1).transpose(-1, -2)
+
+
+class SpectralConsistencyLoss(nn.Module):
+    """How far the spectrum an inverse-STFT decoder predicts is from the spectrum of what it synthesises.
+
+    Neighbouring frames overlap, so an arbitrary predicted spectrum is not the STFT of any signal: where
+    frames disagree (a partial's phase not advancing with its frequency), the overlap-add cancels part of
+    them, and the reconstruction losses, which only see the output, cannot tell a decoder that its frames
+    fight. This is ``||frame_spectra(output) - predicted||^2 / ||predicted||^2`` over the frames whose
+    samples every overlapping window covers (the first ``n_fft / hop - 1`` frames, which the causal
+    overlap-add starts with fewer windows, are left out): 0 for a consistent spectrum, and invariant to the
+    level, which the reconstruction losses set. ``forward(predicted, audio)``: predicted [N, 2 * bins, frames]
+    (real parts, then imaginary, as the decoder feeds its inverse STFT), audio [N, frames * hop]."""
+
+    def __init__(self, n_fft: int, hop_length: int) -> None:
+        super().__init__()
+        if hop_length < 1 or n_fft < hop_length or n_fft % hop_length:
+            raise ValueError(f"consistency loss: n_fft must be a multiple of hop_length, got {n_fft}, {hop_length}")
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.bins = n_fft // 2 + 1
+        self.first = n_fft // hop_length - 1
+
+    def forward(self, predicted: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        if predicted.dim() != 3 or predicted.shape[1] != 2 * self.bins or audio.dim() != 2 \
+                or audio.shape[0] != predicted.shape[0]:
+            raise ValueError(f"consistency: predicted must be [N, {2 * self.bins}, frames] and audio [N, T], got "
+                             f"{tuple(predicted.shape)} and {tuple(audio.shape)}")
+        with torch.autocast(audio.device.type, enabled=False):
+            analysed = frame_spectra(audio.float(), self.n_fft, self.hop_length)[..., self.first:]
+            frames = analysed.shape[-1]
+            if frames < 1:
+                raise ValueError(f"consistency: {audio.shape[-1]} samples leave no frame past the first "
+                                 f"{self.first}")
+            p = predicted.float()[..., self.first: self.first + frames]
+            pred = torch.complex(p[:, : self.bins], p[:, self.bins:])
+            return (analysed - pred).abs().pow(2).sum() / pred.abs().pow(2).sum().clamp_min(1e-12)

@@ -114,7 +114,7 @@ class LossRecipe:
     magnitude of its real features); stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
 
     weights: dict = field(default_factory=lambda: {
-        "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "commitment": 1.0,
+        "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "consistency": 0.0, "commitment": 1.0,
         "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
     schedules: dict = field(default_factory=dict)
     gan: str = "hinge"

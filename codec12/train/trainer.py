@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 
 from codec12.codec import Codec, CodecOutput, copy_weights
 from codec12.config import CodecConfig
+from codec12.decoder.istft import StreamingISTFT
 from codec12.export.release import export_release
 from codec12.losses import (
     AdversarialLoss,
@@ -49,6 +50,7 @@ from codec12.losses import (
     MultiResolutionSTFTLoss,
     MultiScaleSTFTDiscriminator,
     PhaseDerivativeLoss,
+    SpectralConsistencyLoss,
 )
 from codec12.train import checkpoint as ckpt
 from codec12.train.data import (
@@ -200,6 +202,17 @@ class _Trainer:
         self.stft = MultiResolutionSTFTLoss(r.losses.stft_fft_sizes).to(self.device)
         self.mel = MelLoss(self.config.sample_rate, r.losses.mel_n_mels, r.losses.mel_win_lengths).to(self.device)
         self.phase = PhaseDerivativeLoss(r.losses.phase_fft_sizes).to(self.device)
+        # An inverse-STFT decoder's predicted spectra, captured on their way into its overlap-add, for the
+        # consistency loss (trained when weighted, logged at validation either way).
+        self.consistency, self._synthesis = None, {}
+        istft = getattr(self.codec.decoder, "istft", None)
+        if isinstance(istft, StreamingISTFT):
+            self.consistency = SpectralConsistencyLoss(self.config.istft.n_fft, self.config.istft.hop_length)
+            istft.register_forward_hook(lambda module, inputs, output: self._synthesis.update(
+                spectrum=inputs[0], audio=output))
+        elif weights.get("consistency", 0) or "consistency" in r.losses.schedules:
+            raise ValueError("losses.weights.consistency: the spectral consistency loss needs the inverse-STFT "
+                             "decoder (istft in the model config); this model has the SEANet decoder")
         self.balancer = Balancer(weights, r.losses.weight_schedules())
 
         o = r.optim
@@ -337,6 +350,13 @@ class _Trainer:
         fns = {"l1": self.l1, "stft": self.stft, "mel": self.mel, "phase": self.phase}
         return {n: fns[n](pred, target) for n in names}
 
+    def _consistency(self) -> torch.Tensor:
+        """The consistency loss of the spectra the last forward fed the decoder's inverse STFT."""
+        spectrum, audio = self._synthesis["spectrum"], self._synthesis["audio"]
+        bins2 = 2 * self.consistency.bins
+        return self.consistency(spectrum.reshape(-1, bins2, spectrum.shape[-1]),
+                                audio.reshape(-1, audio.shape[-1]))
+
     # ---- one step ----------------------------------------------------------------------------------------
     def _generator_losses(self, wav: torch.Tensor, batch: dict, step: int) -> tuple[CodecOutput, dict]:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -345,6 +365,9 @@ class _Trainer:
         active = [n for n in RECONSTRUCTION if self.balancer.weights.get(n, 0.0) or n in self.balancer.schedules]
         losses = self._reconstruction(audio, wav, active)
         losses["commitment"] = out.losses["commitment"].float()
+        if self.consistency is not None and (self.balancer.weights.get("consistency", 0.0)
+                                             or "consistency" in self.balancer.schedules):
+            losses["consistency"] = self._consistency()
         if self.distiller is not None:
             losses.update({k: v.float() for k, v in self.distiller(wav, out, batch).items()})
         if step >= self.recipe.discriminators.start_step:
@@ -357,7 +380,7 @@ class _Trainer:
         return out, losses
 
     def _check_weight_names(self, losses: dict) -> None:
-        possible = set(RECONSTRUCTION) | {"commitment"} | set(losses)
+        possible = set(RECONSTRUCTION) | {"commitment", "consistency"} | set(losses)
         possible |= {f"{kind}_{d}" for d in DISCRIMINATORS for kind in ("adv", "feat")}
         unknown = sorted(set(self.balancer.weights) - possible)
         if unknown:
@@ -601,6 +624,8 @@ class _Trainer:
                 audio = self.codec(wav).audio.float()
             for k, v in self._reconstruction(audio, wav, RECONSTRUCTION).items():
                 sums[k] += float(v)
+            if self.consistency is not None:
+                sums["consistency"] += float(self._consistency())
             if i < self.recipe.train.audio_samples:
                 sr = self.config.sample_rate
                 if self.step == self.recipe.train.valid_every or not getattr(self, "_logged_refs", False):
