@@ -301,6 +301,9 @@ def test_consistency_weight_trains_an_inverse_stft_decoder_and_is_refused_for_se
     assert any("valid/consistency" in r for r in rows)
     with pytest.raises(ValueError, match="consistency.*inverse-STFT decoder"):
         run(base.replace(losses={"weights": weights}), tmp_path / "seanet", until_step=0, progress=False)
+    wide = {"overrides": {**base.model.overrides, "istft": {**istft, "n_fft": 1280}}}
+    with pytest.raises(ValueError, match="crops of 1280 samples.*shorter than the 2480"):  # 1280 + 15 * 80
+        run(recipe.replace(model=wide, data={"crop_frames": 1}), tmp_path / "short", until_step=0, progress=False)
 
 
 def test_balancer_weights_by_name_and_schedules():

@@ -167,6 +167,7 @@ class SpectralConsistencyLoss(nn.Module):
         self.n_fft, self.hop_length = n_fft, hop_length
         self.bins = n_fft // 2 + 1
         self.first = n_fft // hop_length - 1
+        self.min_samples = n_fft + self.first * hop_length  # the shortest audio it can score
 
     def forward(self, predicted: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         if predicted.dim() != 3 or predicted.shape[1] != 2 * self.bins or audio.dim() != 2 \

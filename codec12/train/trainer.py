@@ -210,6 +210,11 @@ class _Trainer:
             self.consistency = SpectralConsistencyLoss(self.config.istft.n_fft, self.config.istft.hop_length)
             istft.register_forward_hook(lambda module, inputs, output: self._synthesis.update(
                 spectrum=inputs[0], audio=output))
+            crop = r.data.crop_frames * self.codec.frame_size
+            if (weights.get("consistency", 0) or "consistency" in r.losses.schedules) \
+                    and crop < self.consistency.min_samples:
+                raise ValueError(f"losses.weights.consistency: crops of {crop} samples (data.crop_frames) are "
+                                 f"shorter than the {self.consistency.min_samples} the consistency loss scores")
         elif weights.get("consistency", 0) or "consistency" in r.losses.schedules:
             raise ValueError("losses.weights.consistency: the spectral consistency loss needs the inverse-STFT "
                              "decoder (istft in the model config); this model has the SEANet decoder")
@@ -618,14 +623,16 @@ class _Trainer:
     def _validate(self) -> dict[str, float]:
         self.codec.eval()
         sums: dict[str, float] = defaultdict(float)
+        scored = 0  # clips long enough for the consistency loss
         for i, item in enumerate(self.valid):
             wav = item["audio"][None].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
                 audio = self.codec(wav).audio.float()
             for k, v in self._reconstruction(audio, wav, RECONSTRUCTION).items():
                 sums[k] += float(v)
-            if self.consistency is not None:
+            if self.consistency is not None and audio.shape[-1] >= self.consistency.min_samples:
                 sums["consistency"] += float(self._consistency())
+                scored += 1
             if i < self.recipe.train.audio_samples:
                 sr = self.config.sample_rate
                 if self.step == self.recipe.train.valid_every or not getattr(self, "_logged_refs", False):
@@ -637,7 +644,7 @@ class _Trainer:
                                       dataformats="HW")
         self._logged_refs = True
         self._train_mode()
-        metrics = {f"valid/{k}": v / len(self.valid) for k, v in sums.items()}
+        metrics = {f"valid/{k}": v / (scored if k == "consistency" else len(self.valid)) for k, v in sums.items()}
         for k, v in metrics.items():
             self.writer.add_scalar(k, v, self.step)
         self.writer.flush()
