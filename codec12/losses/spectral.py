@@ -174,12 +174,12 @@ class SpectralConsistencyLoss(nn.Module):
                 or audio.shape[0] != predicted.shape[0]:
             raise ValueError(f"consistency: predicted must be [N, {2 * self.bins}, frames] and audio [N, T], got "
                              f"{tuple(predicted.shape)} and {tuple(audio.shape)}")
+        if audio.shape[-1] < self.min_samples:
+            raise ValueError(f"consistency: {audio.shape[-1]} samples leave no frame past the first {self.first} "
+                             f"(it needs {self.min_samples})")
         with torch.autocast(audio.device.type, enabled=False):
             analysed = frame_spectra(audio.float(), self.n_fft, self.hop_length)[..., self.first:]
             frames = analysed.shape[-1]
-            if frames < 1:
-                raise ValueError(f"consistency: {audio.shape[-1]} samples leave no frame past the first "
-                                 f"{self.first}")
             p = predicted.float()[..., self.first: self.first + frames]
             pred = torch.complex(p[:, : self.bins], p[:, self.bins:])
             return (analysed - pred).abs().pow(2).sum() / pred.abs().pow(2).sum().clamp_min(1e-12)

@@ -205,17 +205,17 @@ class _Trainer:
         # An inverse-STFT decoder's predicted spectra, captured on their way into its overlap-add, for the
         # consistency loss (trained when weighted, logged at validation either way).
         self.consistency, self._synthesis = None, {}
+        self._train_consistency = bool(weights.get("consistency", 0) or "consistency" in r.losses.schedules)
         istft = getattr(self.codec.decoder, "istft", None)
         if isinstance(istft, StreamingISTFT):
             self.consistency = SpectralConsistencyLoss(self.config.istft.n_fft, self.config.istft.hop_length)
             istft.register_forward_hook(lambda module, inputs, output: self._synthesis.update(
                 spectrum=inputs[0], audio=output))
             crop = r.data.crop_frames * self.codec.frame_size
-            if (weights.get("consistency", 0) or "consistency" in r.losses.schedules) \
-                    and crop < self.consistency.min_samples:
+            if self._train_consistency and crop < self.consistency.min_samples:
                 raise ValueError(f"losses.weights.consistency: crops of {crop} samples (data.crop_frames) are "
                                  f"shorter than the {self.consistency.min_samples} the consistency loss scores")
-        elif weights.get("consistency", 0) or "consistency" in r.losses.schedules:
+        elif self._train_consistency:
             raise ValueError("losses.weights.consistency: the spectral consistency loss needs the inverse-STFT "
                              "decoder (istft in the model config); this model has the SEANet decoder")
         self.balancer = Balancer(weights, r.losses.weight_schedules())
@@ -370,8 +370,7 @@ class _Trainer:
         active = [n for n in RECONSTRUCTION if self.balancer.weights.get(n, 0.0) or n in self.balancer.schedules]
         losses = self._reconstruction(audio, wav, active)
         losses["commitment"] = out.losses["commitment"].float()
-        if self.consistency is not None and (self.balancer.weights.get("consistency", 0.0)
-                                             or "consistency" in self.balancer.schedules):
+        if self._train_consistency:
             losses["consistency"] = self._consistency()
         if self.distiller is not None:
             losses.update({k: v.float() for k, v in self.distiller(wav, out, batch).items()})
