@@ -18,7 +18,7 @@ from torch.nn.utils import parametrize
 
 from codec12._fs import atomic_write
 from codec12.config import CodecConfig, bitrate
-from codec12.decoder import ISTFTDecoder, SEANetDecoder
+from codec12.decoder import ISTFTDecoder, SEANetDecoder, SynthesisOutput
 from codec12.encoder import SEANetEncoder
 from codec12.nn.conv import StreamingConv1d, StreamingConvTranspose1d, fold_norm
 from codec12.nn.streaming import streaming
@@ -40,6 +40,8 @@ class CodecOutput:
     quantized: [B, D, T'] what the decoder received.
     semantic: [B, D_s, T'] semantic-branch output, for distillation losses.
     losses: quantizer losses by name (``commitment``), unweighted scalars.
+    synthesis: what the inverse-STFT decoder made the audio from (its spectra, and a harmonic decoder's F0 and
+        voicing), for the losses on them; None for the SEANet decoder.
     """
 
     audio: torch.Tensor
@@ -48,6 +50,7 @@ class CodecOutput:
     quantized: torch.Tensor
     semantic: torch.Tensor
     losses: dict[str, torch.Tensor]
+    synthesis: SynthesisOutput | None = None
 
 
 def _transformer(config: CodecConfig) -> StreamingTransformer:
@@ -89,7 +92,8 @@ class Codec(nn.Module):
                                               groups=dim if config.depthwise_upsample else 1),
             decoder_transformer=_transformer(config),
             decoder=SEANetDecoder(config.seanet) if config.istft is None else
-            ISTFTDecoder(config.istft, dim, config.channels, config.seanet.hop_length // config.istft.hop_length),
+            ISTFTDecoder(config.istft, dim, config.channels, config.seanet.hop_length // config.istft.hop_length,
+                         config.sample_rate),
         )
 
     # ---- properties (derived from the config)
@@ -255,8 +259,11 @@ class Codec(nn.Module):
         wav = self._check_audio(wav, None)
         latents = self._latents(wav)
         q = self.quantizer(latents, generator=generator)
-        return CodecOutput(audio=self._synthesize(q.quantized), codes=q.codes, latents=latents,
-                           quantized=q.quantized, semantic=q.semantic, losses=q.losses)
+        features = self.decoder_transformer(self.upsample(q.quantized))
+        synthesis = self.decoder.synthesize(features) if isinstance(self.decoder, ISTFTDecoder) else None
+        audio = synthesis.audio if synthesis is not None else self.decoder(features)
+        return CodecOutput(audio=audio, codes=q.codes, latents=latents, quantized=q.quantized,
+                           semantic=q.semantic, losses=q.losses, synthesis=synthesis)
 
     @contextmanager
     def streaming(self, batch_size: int = 1) -> Iterator[None]:

@@ -167,7 +167,14 @@ class ISTFTDecoderConfig:
 
     ``phase``: ``"direct"`` predicts each frame's phase on its own (Vocos); ``"integrated"`` adds to it a running
     phase per bin that advances every frame by the bin's centre frequency plus a predicted deviation (an
-    instantaneous frequency, as a phase vocoder), so a steady partial keeps its phase from frame to frame."""
+    instantaneous frequency, as a phase vocoder), so a steady partial keeps its phase from frame to frame.
+
+    ``harmonic``: a source-filter branch beside that free-phase spectrum. Heads predict each frame's F0 (one of
+    ``f0_bins`` log-spaced classes between ``f0_min`` and ``f0_max`` Hz, refined between them) and voicing, and
+    a harmonic envelope with a small phase correction per bin; the excitation is the windowed spectrum of a
+    band-limited pulse train whose phase runs with the predicted F0, so the harmonics stay harmonic across the
+    band whatever the loss resolution sees. The free-phase spectrum stays as the noise and residual branch; one
+    inverse STFT sums both."""
 
     dim: int = 256
     intermediate_dim: int = 768
@@ -176,6 +183,10 @@ class ISTFTDecoderConfig:
     n_fft: int = 640
     hop_length: int = 160
     phase: str = "direct"
+    harmonic: bool = False
+    f0_min: float = 50.0
+    f0_max: float = 550.0
+    f0_bins: int = 128
 
     def __post_init__(self):
         _check(self.phase in ISTFT_PHASES, f"istft.phase must be one of {list(ISTFT_PHASES)}, got {self.phase!r}")
@@ -185,6 +196,10 @@ class ISTFTDecoderConfig:
         _check(self.n_fft % self.hop_length == 0 and self.n_fft >= 2 * self.hop_length,
                f"istft.n_fft ({self.n_fft}) must be a multiple of hop_length ({self.hop_length}), at least twice "
                f"it (Hann windows then sum to a constant)")
+        _check(isinstance(self.harmonic, bool), f"istft.harmonic must be true or false, got {self.harmonic!r}")
+        _check(self.f0_bins >= 2, f"istft.f0_bins must be >= 2, got {self.f0_bins}")
+        _check(0 < self.f0_min < self.f0_max,
+               f"istft.f0_min ({self.f0_min}) and f0_max ({self.f0_max}) must satisfy 0 < f0_min < f0_max")
 
 
 _TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmeans_init", "unquantized_rate",
@@ -226,6 +241,15 @@ class CodecConfig:
             _check(self.seanet.hop_length % self.istft.hop_length == 0,
                    f"istft.hop_length ({self.istft.hop_length}) must divide the SEANet hop "
                    f"({self.seanet.hop_length} samples)")
+            if self.istft.harmonic:
+                bin_hz = self.sample_rate / self.istft.n_fft
+                # Each bin sums the 4 harmonics nearest to it: enough while harmonics lie >= 1 bin apart.
+                _check(self.istft.f0_min >= bin_hz,
+                       f"istft.f0_min ({self.istft.f0_min} Hz) must be at least one STFT bin (sample_rate / n_fft "
+                       f"= {bin_hz:g} Hz)")
+                _check(self.istft.f0_max < self.sample_rate / 2,
+                       f"istft.f0_max ({self.istft.f0_max} Hz) must be below the Nyquist frequency "
+                       f"({self.sample_rate / 2:g} Hz)")
         q = self.quantizer
         if q.layout == "concat":
             _check(self.latent_dim == q.semantic_dim + q.acoustic_dim,
@@ -271,8 +295,13 @@ class CodecConfig:
 
         if data["istft"] is None:  # the mirrored SEANet decoder: configs (and hashes) as before the option
             del data["istft"]
-        elif data["istft"]["phase"] == "direct":  # configs (and hashes) as before the phase option
-            del data["istft"]["phase"]
+        else:  # options at their defaults are left out: configs (and hashes) as before each option existed
+            istft = data["istft"]
+            if istft["phase"] == "direct":
+                del istft["phase"]
+            if not istft["harmonic"]:
+                for key in ("harmonic", "f0_min", "f0_max", "f0_bins"):
+                    del istft[key]
         return {"format_version": FORMAT_VERSION, **lists(data)}
 
     @classmethod

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -11,9 +13,11 @@ from codec12 import Codec, CodecConfig, ISTFTDecoderConfig, QuantizerConfig, SEA
 
 
 def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "shared", context: int = 7,
-                norm: str = "weight_norm", istft: bool = False, istft_phase: str = "direct") -> CodecConfig:
+                norm: str = "weight_norm", istft: bool = False, istft_phase: str = "direct",
+                istft_harmonic: bool = False) -> CodecConfig:
     """A codec with a few thousand parameters; ``context`` small so tests cross the attention window.
-    ``istft``: the Vocos-style decoder (hop 80, window 320, phase ``istft_phase``) in place of the SEANet one."""
+    ``istft``: the Vocos-style decoder (hop 80, window 320, phase ``istft_phase``, the harmonic branch with
+    ``istft_harmonic``) in place of the SEANet one."""
     ratios = {16000: (8, 5, 4, 4), 24000: (8, 6, 5, 4)}[sample_rate]
     if acoustic == "fsq":
         q = QuantizerConfig(layout=layout, semantic_codebook_size=64, semantic_dim=8, acoustic="fsq",
@@ -28,13 +32,13 @@ def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "
         transformer=TransformerConfig(d_model=32, num_heads=2, num_layers=2, dim_feedforward=64, context=context),
         latent_dim=latent, depthwise_upsample=layout == "shared", quantizer=q,
         istft=ISTFTDecoderConfig(dim=16, intermediate_dim=32, num_layers=2, n_fft=320, hop_length=80,
-                                 phase=istft_phase) if istft else None,
+                                 phase=istft_phase, harmonic=istft_harmonic) if istft else None,
     )
 
 
 def tiny_codec(seed: int = 0, **kwargs) -> Codec:
-    """A random tiny codec. The integrated-phase head starts at zero; here it gets random weights too, so that
-    tests see the deviations it predicts."""
+    """A random tiny codec. The integrated-phase head starts at zero and the harmonic head nearly so; here they
+    get random weights too, so that tests see the deviations and harmonics they predict."""
     torch.manual_seed(seed)
     codec = Codec.from_config(tiny_config(**kwargs)).eval()
     head = getattr(codec.decoder, "deviation_head", None)
@@ -42,6 +46,12 @@ def tiny_codec(seed: int = 0, **kwargs) -> Codec:
         with torch.no_grad():
             for p in head.parameters():
                 p.normal_(0.0, 0.5)
+    head = getattr(codec.decoder, "harmonic_head", None)
+    if head is not None:  # harmonics at about speech's level (0.05 each, 0.5 at the pulses' peaks)
+        with torch.no_grad():
+            head.weight.normal_(0.0, 0.2)
+            head.bias.normal_(0.0, 0.5)
+            head.bias.view(codec.channels, 2, -1)[:, 0] += math.log(0.05)  # per channel: log-amplitudes first
     return codec
 
 

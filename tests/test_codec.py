@@ -16,6 +16,7 @@ VARIANTS = [
     dict(sample_rate=24000, acoustic="rvq", layout="concat"),
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_phase="integrated"),
+    dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_harmonic=True),
 ]
 
 
@@ -61,6 +62,11 @@ def test_streaming_equals_offline(variant):
     codec = tiny_codec(**variant)
     frames = 17  # context is 7 steps at 25 Hz: the attention window is crossed several times
     wav = noise(codec, frames, batch=2)
+    tolerance = 1e-5
+    if variant.get("istft_harmonic"):
+        # The harmonic phase integrates the predicted F0, so float32 rounding differences between a chunk's and
+        # the whole file's F0 add up (test_harmonic.py bounds them); in float64 the two agree to rounding.
+        codec, wav, tolerance = codec.double(), wav.double(), 1e-9
     codes, z = codec.encode(wav), codec.encode_latents(wav)
     audio, audio_z = codec.decode(codes), codec.decode_latents(z)
     fs = codec.frame_size
@@ -76,8 +82,8 @@ def test_streaming_equals_offline(variant):
             s_audio_z = torch.cat([codec.decode_latents(z[..., a:b]) for a, b in spans], dim=-1)
         assert torch.equal(s_codes, codes), f"chunk={chunk}"
         assert (s_z - z).abs().max() < 1e-5
-        assert (s_audio - audio).abs().max() < 1e-5
-        assert (s_audio_z - audio_z).abs().max() < 1e-5
+        assert (s_audio - audio).abs().max() < tolerance
+        assert (s_audio_z - audio_z).abs().max() < tolerance
 
 
 def test_streaming_with_fewer_codebooks_and_restart():

@@ -28,6 +28,9 @@ TOPOLOGIES = {
     # the bundled model's decoder: a running phase per bin, carried between steps as a float64 state
     "tiny-16k-istft-integrated": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
                                       istft_phase="integrated"),
+    # the source-filter branch: F0, voicing and a harmonic envelope; the F0's running phase is a float64 state
+    "tiny-16k-istft-harmonic": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
+                                    istft_harmonic=True),
 }
 
 
@@ -51,6 +54,18 @@ def exported(request, tmp_path_factory):
         result = export_onnx(codec, out)
     # One intra-op thread: the test machine's two cores are shared, and spinning worker threads only slow it.
     return codec, OnnxCodec(out, num_threads=1), result
+
+
+def _tolerances(codec: Codec) -> tuple[float, float]:
+    """Largest audio differences allowed: onnxruntime against PyTorch, and ONNX streamed against ONNX offline.
+
+    A harmonic decoder's phase integrates its predicted F0, so the float32 rounding differences of two runtimes
+    (or of chunked and whole-file runs) in the F0 add up over the frames: measured on these 12-15 frame clips at
+    most 2.6e-4 and 9.0e-5 (peaks near 1); in float64 streaming equals offline to 1e-10 (test_codec.py)."""
+    istft = codec.config.istft
+    if istft is not None and istft.harmonic:
+        return 4e-4, 1.5e-4
+    return 1e-4, 1e-5
 
 
 def _audio(codec: Codec, seconds: float, batch: int = 2) -> np.ndarray:
@@ -93,6 +108,7 @@ def test_export_leaves_the_source_codec_untouched(exported):
 
 def test_offline_parity(exported):
     codec, oc, _ = exported
+    parity, stream_tol = _tolerances(codec)
     wav = _audio(codec, 0.93, batch=3)  # not whole frames, batch and length unlike the traced example
     ref_codes = codec.encode(_torch(wav)).numpy()
     codes = oc.encode(wav)
@@ -106,20 +122,21 @@ def test_offline_parity(exported):
         audio = oc.decode(ref_codes[:, :k])
         ref = codec.decode(_torch(ref_codes[:, :k])).numpy()
         assert audio.shape == ref.shape == (3, codec.channels, ref_codes.shape[-1] * codec.frame_size)
-        assert np.abs(audio - ref).max() < 1e-4, k
+        assert np.abs(audio - ref).max() < parity, k
     audio = oc.decode_latents(z_ref)
     ref = codec.decode_latents(_torch(z_ref)).detach().numpy()
-    assert np.abs(audio - ref).max() < 1e-4
+    assert np.abs(audio - ref).max() < parity
     # Random codes reach every row's whole range (random-weight encoders favour a few values).
     rng = np.random.default_rng(0)
     rand = np.stack([rng.integers(0, n, (2, 6)) for n in codec.codebook_sizes], axis=1)
     audio = oc.decode(rand)
-    assert np.abs(audio - codec.decode(_torch(rand)).numpy()).max() < 1e-4
+    assert np.abs(audio - codec.decode(_torch(rand)).numpy()).max() < parity
     assert np.abs(oc.decode(rand[:, :1]) - audio).max() > 1e-6  # the acoustic rows do matter
 
 
 def test_streaming_step_graphs_reproduce_offline(exported):
     codec, oc, _ = exported
+    parity, stream_tol = _tolerances(codec)
     fs = codec.frame_size
     wav = _audio(codec, 1.0, batch=1)[..., : 12 * fs]  # 12 frames = 24 steps: crosses the 7-step attention context
     codes = oc.encode(wav)
@@ -135,13 +152,13 @@ def test_streaming_step_graphs_reproduce_offline(exported):
     offline = oc.decode(codes)
     with oc.streaming(batch_size=1):
         stream = np.concatenate([oc.decode(codes[..., a:b]) for a, b in zip(bounds, bounds[1:])], -1)
-    assert np.abs(stream - offline).max() < 1e-5
+    assert np.abs(stream - offline).max() < stream_tol
     torch_audio = codec.decode(_torch(codes)).numpy()
-    assert np.abs(stream - torch_audio).max() < 1e-4
+    assert np.abs(stream - torch_audio).max() < parity
     offline = oc.decode_latents(latents)
     with oc.streaming(batch_size=1):
         stream = np.concatenate([oc.decode_latents(latents[..., i:i + 1]) for i in range(12)], -1)
-    assert np.abs(stream - offline).max() < 1e-5
+    assert np.abs(stream - offline).max() < stream_tol
 
 
 def test_streaming_matches_torch_streaming_with_batch(exported):

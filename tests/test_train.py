@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
@@ -827,3 +828,37 @@ def test_mimi_recipe_with_a_real_ssl_teacher(audio_dir, tmp_path):
     assert head and all(k.startswith("projection.") for k in head)
     released = load_file(str(result.release / "model.safetensors"))
     assert not any(k.startswith("projection.") for k in released)
+
+
+def test_harmonic_decoder_learns_f0_from_the_pitch_teacher(tmp_path):
+    pytest.importorskip("pyworld", reason="the pitch teacher needs pyworld")
+    # Steady voices at 220 Hz of three timbres: the F0 head starts near 130 Hz (three quarters of an octave off)
+    # and learns from the teacher alone (the F0 reaches the synthesis without a gradient).
+    data = tmp_path / "voices"
+    data.mkdir()
+    sr = 16000
+    t = np.arange(int(1.5 * sr)) / sr
+    for tilt in (0.5, 1.0, 2.0):
+        x = sum(np.sin(2 * np.pi * h * 220.0 * t) / h ** tilt for h in range(1, 18))
+        sf.write(str(data / f"tilt{tilt}.wav"), (0.1 * x).astype(np.float32), sr)
+    istft = {"dim": 16, "intermediate_dim": 32, "num_layers": 2, "n_fft": 320, "hop_length": 80, "harmonic": True}
+    base = tiny_recipe("tiny-16k-cpu", data, optim={"warmup_steps": 1, "lr": 1e-2},
+                       train={"steps": 40, "log_every": 10, "valid_every": 40, "ema_decay": 0.0},
+                       data={"crop_frames": 8, "valid_fraction": 0.34, "valid_seconds": 1.0})
+    recipe = base.replace(model={"overrides": {**base.model.overrides, "istft": istft}})
+    with pytest.raises(ValueError, match="learns its F0 from the pitch teacher alone"):  # f0 at weight 0
+        run(recipe, tmp_path / "unweighted", until_step=0, progress=False)
+    recipe = recipe.replace(losses={"weights": {**recipe.losses.weights, "f0": 1.0, "voicing": 0.2}})
+    run(recipe, tmp_path / "harmonic", progress=False)
+    rows = read_log(tmp_path / "harmonic")
+    train = [r for r in rows if "total" in r]
+    weights = recipe.losses.weights
+    for r in train:  # the pitch losses are weighted into the total with the others
+        expected = sum(w * r[k] for k, w in weights.items() if w and k in r)
+        assert r["total"] == pytest.approx(expected, rel=1e-4)
+    # The classes' cross-entropy falls towards its floor (the entropy of the 25-cent target, about 1), and the
+    # held-out voice's F0 comes out within a few cents.
+    assert train[-1]["f0"] < 0.35 * train[0]["f0"], [r["f0"] for r in train]
+    assert train[-1]["voicing"] < 0.5 * train[0]["voicing"], [r["voicing"] for r in train]
+    valid = [r for r in rows if "valid/f0_octaves" in r]
+    assert len(valid) == 1 and valid[0]["valid/f0_octaves"] < 0.005  # measured 0.0001

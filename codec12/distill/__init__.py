@@ -8,6 +8,7 @@
   (:mod:`codec12.distill.ssl`; the frozen teacher stays out of ``state_dict`` and ``parameters()``);
 - ``{"teacher": "phonetic", "language": "en-us", ...}`` -> ``distill_ctc`` (:mod:`codec12.distill.phonetic`).
 
+:mod:`codec12.distill.pitch` is the pitch teacher of harmonic decoders (F0 and voicing, per STFT frame).
 :mod:`codec12.distill.measure` measures how phonetic the code rows are (PNMI, phone purity).
 """
 
@@ -18,6 +19,8 @@ _EXPORTS = {
     "Phonemizer": "codec12.distill.phonetic",
     "PhoneticDistillConfig": "codec12.distill.phonetic",
     "PhoneticDistiller": "codec12.distill.phonetic",
+    "PitchTarget": "codec12.distill.pitch",
+    "PitchTeacher": "codec12.distill.pitch",
     "ipa_to_phones": "codec12.distill.phonetic",
     "SSLDistillConfig": "codec12.distill.ssl",
     "SSLDistiller": "codec12.distill.ssl",

@@ -8,6 +8,7 @@ _EXPORTS = {
     "AdversarialLoss": "codec12.losses.adversarial",
     "Balancer": "codec12.losses.balancer",
     "DiscriminatorOutput": "codec12.losses.adversarial",
+    "F0Loss": "codec12.losses.pitch",
     "FeatureMatchingLoss": "codec12.losses.adversarial",
     "GAN_LOSSES": "codec12.losses.adversarial",
     "GeneratorLoss": "codec12.losses.adversarial",
@@ -20,8 +21,10 @@ _EXPORTS = {
     "PhaseDerivativeLoss": "codec12.losses.spectral",
     "STFTDiscriminator": "codec12.losses.adversarial",
     "SpectralConsistencyLoss": "codec12.losses.spectral",
+    "VoicingLoss": "codec12.losses.pitch",
     "WeightSchedule": "codec12.losses.balancer",
     "discriminator_loss": "codec12.losses.adversarial",
+    "f0_error": "codec12.losses.pitch",
     "frame_spectra": "codec12.losses.spectral",
     "generator_loss": "codec12.losses.adversarial",
 }

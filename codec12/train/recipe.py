@@ -109,13 +109,14 @@ class DataRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class LossRecipe:
-    """weights: loss name -> weight (0 = logged only); schedules: name -> WeightSchedule fields;
+    """weights: loss name -> weight (0 = logged only; a harmonic decoder needs ``f0``, and ``voicing``, to train
+    its pitch head against its pitch teacher); schedules: name -> WeightSchedule fields;
     gan: ``hinge`` or ``lsgan``; feature_matching: ``l1`` or ``relative`` (each layer's L1 over the mean
     magnitude of its real features); stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
 
     weights: dict = field(default_factory=lambda: {
-        "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "consistency": 0.0, "commitment": 1.0,
-        "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
+        "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "consistency": 0.0, "f0": 0.0, "voicing": 0.0,
+        "commitment": 1.0, "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
     schedules: dict = field(default_factory=dict)
     gan: str = "hinge"
     feature_matching: str = "l1"

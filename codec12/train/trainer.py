@@ -39,11 +39,13 @@ from torch.utils.data import DataLoader
 
 from codec12.codec import Codec, CodecOutput, copy_weights
 from codec12.config import CodecConfig
-from codec12.decoder.istft import StreamingISTFT
+from codec12.decoder.istft import f0_grid
+from codec12.distill.pitch import PitchTeacher
 from codec12.export.release import export_release
 from codec12.losses import (
     AdversarialLoss,
     Balancer,
+    F0Loss,
     L1WaveLoss,
     MelLoss,
     MultiPeriodDiscriminator,
@@ -51,7 +53,9 @@ from codec12.losses import (
     MultiScaleSTFTDiscriminator,
     PhaseDerivativeLoss,
     SpectralConsistencyLoss,
+    VoicingLoss,
 )
+from codec12.losses.pitch import f0_error
 from codec12.train import checkpoint as ckpt
 from codec12.train.data import (
     AudioCrops,
@@ -202,15 +206,22 @@ class _Trainer:
         self.stft = MultiResolutionSTFTLoss(r.losses.stft_fft_sizes).to(self.device)
         self.mel = MelLoss(self.config.sample_rate, r.losses.mel_n_mels, r.losses.mel_win_lengths).to(self.device)
         self.phase = PhaseDerivativeLoss(r.losses.phase_fft_sizes).to(self.device)
-        # An inverse-STFT decoder's predicted spectra, captured on their way into its overlap-add, for the
-        # consistency loss (trained when weighted, logged at validation either way).
-        self.consistency, self._synthesis = None, {}
+        # An inverse-STFT decoder's spectra (CodecOutput.synthesis) for the consistency loss (trained when
+        # weighted, logged at validation either way); a harmonic decoder's F0 and voicing for the pitch losses.
+        self.consistency = None
         self._train_consistency = bool(weights.get("consistency", 0) or "consistency" in r.losses.schedules)
-        istft = getattr(self.codec.decoder, "istft", None)
-        if isinstance(istft, StreamingISTFT):
-            self.consistency = SpectralConsistencyLoss(self.config.istft.n_fft, self.config.istft.hop_length)
-            istft.register_forward_hook(lambda module, inputs, output: self._synthesis.update(
-                spectrum=inputs[0], audio=output))
+        self.pitch_teacher = None
+        self.f0_loss, self.voicing_loss = None, VoicingLoss()
+        istft = self.config.istft
+        if istft is not None and istft.harmonic:
+            self.f0_loss = F0Loss(f0_grid(istft.f0_min, istft.f0_max, istft.f0_bins)).to(self.device)
+            if not weights.get("f0", 0):
+                raise ValueError("a harmonic decoder learns its F0 from the pitch teacher alone: give the loss a "
+                                 "weight (--set losses.weights.f0=1.0 --set losses.weights.voicing=0.2)")
+            self.pitch_teacher = PitchTeacher(self.config.sample_rate, istft.hop_length, istft.n_fft, istft.f0_min,
+                                              istft.f0_max)
+        if istft is not None:
+            self.consistency = SpectralConsistencyLoss(istft.n_fft, istft.hop_length)
             crop = r.data.crop_frames * self.codec.frame_size
             if self._train_consistency and crop < self.consistency.min_samples:
                 raise ValueError(f"losses.weights.consistency: crops of {crop} samples (data.crop_frames) are "
@@ -355,12 +366,24 @@ class _Trainer:
         fns = {"l1": self.l1, "stft": self.stft, "mel": self.mel, "phase": self.phase}
         return {n: fns[n](pred, target) for n in names}
 
-    def _consistency(self) -> torch.Tensor:
-        """The consistency loss of the spectra the last forward fed the decoder's inverse STFT."""
-        spectrum, audio = self._synthesis["spectrum"], self._synthesis["audio"]
+    def _consistency(self, out: CodecOutput) -> torch.Tensor:
+        """The consistency loss of the spectra the decoder fed its inverse STFT."""
+        spectrum, audio = out.synthesis.spectrum, out.synthesis.audio.float()
         bins2 = 2 * self.consistency.bins
         return self.consistency(spectrum.reshape(-1, bins2, spectrum.shape[-1]),
                                 audio.reshape(-1, audio.shape[-1]))
+
+    def _pitch(self, out: CodecOutput, wav: torch.Tensor, metrics: bool = False) -> dict[str, torch.Tensor]:
+        """A harmonic decoder's F0 classification and voicing cross-entropies against the pitch teacher; with
+        ``metrics`` also its F0 error in octaves over the voiced frames (``f0_octaves``)."""
+        target = self.pitch_teacher(wav)
+        synthesis = out.synthesis
+        voiced = target.voiced & target.known
+        losses = {"f0": self.f0_loss(synthesis.f0_logits, target.f0, voiced),
+                  "voicing": self.voicing_loss(synthesis.voicing.float(), target.voiced, target.known)}
+        if metrics:
+            losses["f0_octaves"] = f0_error(synthesis.f0, target.f0, voiced)
+        return losses
 
     # ---- one step ----------------------------------------------------------------------------------------
     def _generator_losses(self, wav: torch.Tensor, batch: dict, step: int) -> tuple[CodecOutput, dict]:
@@ -371,7 +394,9 @@ class _Trainer:
         losses = self._reconstruction(audio, wav, active)
         losses["commitment"] = out.losses["commitment"].float()
         if self._train_consistency:
-            losses["consistency"] = self._consistency()
+            losses["consistency"] = self._consistency(out)
+        if self.pitch_teacher is not None:
+            losses.update(self._pitch(out, wav))
         if self.distiller is not None:
             losses.update({k: v.float() for k, v in self.distiller(wav, out, batch).items()})
         if step >= self.recipe.discriminators.start_step:
@@ -384,7 +409,7 @@ class _Trainer:
         return out, losses
 
     def _check_weight_names(self, losses: dict) -> None:
-        possible = set(RECONSTRUCTION) | {"commitment", "consistency"} | set(losses)
+        possible = set(RECONSTRUCTION) | {"commitment", "consistency", "f0", "voicing"} | set(losses)
         possible |= {f"{kind}_{d}" for d in DISCRIMINATORS for kind in ("adv", "feat")}
         unknown = sorted(set(self.balancer.weights) - possible)
         if unknown:
@@ -626,12 +651,16 @@ class _Trainer:
         for i, item in enumerate(self.valid):
             wav = item["audio"][None].to(self.device)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-                audio = self.codec(wav).audio.float()
+                out = self.codec(wav)
+            audio = out.audio.float()
             for k, v in self._reconstruction(audio, wav, RECONSTRUCTION).items():
                 sums[k] += float(v)
             if self.consistency is not None and audio.shape[-1] >= self.consistency.min_samples:
-                sums["consistency"] += float(self._consistency())
+                sums["consistency"] += float(self._consistency(out))
                 scored += 1
+            if self.pitch_teacher is not None:
+                for k, v in self._pitch(out, wav, metrics=True).items():
+                    sums[k] += float(v)
             if i < self.recipe.train.audio_samples:
                 sr = self.config.sample_rate
                 if self.step == self.recipe.train.valid_every or not getattr(self, "_logged_refs", False):
