@@ -100,6 +100,8 @@ def _random_reference(args: dict, seed: int = 0):
         usage = torch.rand(cb.cluster_usage.shape, generator=g) * 3 + 0.05
         mean, std = latents[:, :sd].mean(dim=(0, 2)), latents[:, :sd].std(dim=(0, 2))
         cb.embedding_sum.copy_((mean + std * torch.randn(cb.embedding_sum.shape, generator=g)) * usage[:, None])
+        usage[:2] = 0  # dead entries, looked up through the epsilon clamp
+        cb.embedding_sum[:2] *= 1e-6
         cb.cluster_usage.copy_(usage)
         cb._embedding = None  # the reference caches the normalized table
         peak = model.decode(model.quantizer.encode(model._forward_encoder(_audio(12, seed=seed + 6)))).abs().max()
@@ -204,6 +206,28 @@ def test_codes_are_identical(voxtral):
     assert codes.shape == (1, 9, 12)
     assert min(_unique(codes)) >= 5, "degenerate codes would make parity vacuous"
     assert torch.equal(codes, ref_codes)
+
+
+def test_quantizer_matches_at_the_rounding_boundaries(voxtral):
+    """Voxtral's quantizer against the reference's on many latents, the FSQ values within 1e-4 of a rounding
+    boundary (a bound with a margin, as codec12's own FSQ has, would round some of them the other way) and the
+    semantic latents between codebook entries; decoding every level."""
+    model, _, codec = voxtral[:3]
+    g = torch.Generator().manual_seed(5)
+    level = torch.randint(0, 20, (2, 8, 4000), generator=g)
+    near = (level + 0.5 + (torch.rand(level.shape, generator=g) - 0.5) * 2e-4) * 2 / 20 - 1
+    raw = torch.cat([torch.randn(2, 16, 4000, generator=g), torch.atanh(near)], dim=1)
+    entries = model.quantizer.semantic_codebook.embedding
+    pairs = torch.randint(0, 64, (2, 2, 4000), generator=g)
+    raw[:, :16] = (entries[pairs[:, 0]] + entries[pairs[:, 1]]).transpose(1, 2) / 2 + 1e-3 * raw[:, :16]
+    raw = raw.transpose(1, 2).contiguous().transpose(1, 2)  # laid out as the reference's encoder leaves it
+    with torch.no_grad():
+        expected = model.quantizer.encode(raw)
+        codes = codec.quantizer.encode(torch.cat([raw[:, :16], torch.tanh(raw[:, 16:])], dim=1))
+        assert torch.equal(codes, expected)
+        assert torch.equal(codec.quantizer.decode(codes), model.quantizer.decode(codes))
+        every = torch.arange(21).repeat(1, 9, 1) % torch.tensor([64] + [21] * 8)[None, :, None]
+        assert torch.equal(codec.quantizer.decode(every), model.quantizer.decode(every))
 
 
 def test_latents_are_the_decoder_input_before_rounding(voxtral):
