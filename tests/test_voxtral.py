@@ -198,6 +198,30 @@ def test_tensor_names_are_the_reference_parameters(args):
     assert theirs == {k for k in reference.state_dict() if not k.startswith(("audio_token_embedding.", "quantizer."))}
 
 
+def test_frozen_codebook_passes_gradients_and_keeps_its_entries():
+    """Behind a frozen semantic codebook (its module in eval mode, as the trainer holds frozen parts) the encoder
+    still learns: straight-through gradients and a commitment loss, and no EMA update; a codebook that trains
+    moves its entries. Out of training, the FSQ values are the decoded codes."""
+    torch.manual_seed(0)
+    codec = Codec.from_config(voxtral_codec_config(TINY)).train()
+    quantizer = codec.quantizer
+    latents = torch.cat([torch.randn(4, 16, 6), torch.rand(4, 8, 6) * 2 - 1], dim=1).requires_grad_(True)
+    quantizer.semantic.eval()
+    before = {k: v.clone() for k, v in quantizer.state_dict().items()}
+    out = quantizer(latents, generator=torch.Generator().manual_seed(0))
+    (out.quantized[:, :16].sum() + out.losses["commitment"]).backward()
+    assert latents.grad[:, :16].abs().min() > 0.5 and out.losses["commitment"] > 0
+    assert all(torch.equal(v, quantizer.state_dict()[k]) for k, v in before.items())
+    assert torch.equal(out.codes, quantizer.encode(latents.detach()))
+    quantizer.semantic.train()
+    quantizer(latents.detach())
+    assert not torch.equal(before["semantic.layers.0._codebook.embed_avg"],
+                           quantizer.state_dict()["semantic.layers.0._codebook.embed_avg"])
+    quantizer.eval()
+    values = quantizer(latents.detach()).quantized[:, 16:]
+    assert torch.equal(values, quantizer.acoustic.decode(quantizer.encode(latents.detach())[:, 1:]))
+
+
 # ---------------------------------------------------------------------------------------------------- parity
 def test_codes_are_identical(voxtral):
     model, _, codec, audio, ref_codes, _ = voxtral
