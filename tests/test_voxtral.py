@@ -27,14 +27,14 @@ from codec12.voxtral.reference import INSTALL, load_reference_module
 
 FRAME = 1920
 # Parity bounds, just above what the tests measure with audio peaking near 1 (the bound is 1e-5).
-# Offline decoding measures 0. Streamed, the attention sums over other lengths (measured <= 1.7e-6). The encoder's
-# latents differ by float32 rounding (<= 2.5e-6): the reference runs its encoder transformers on the batch
-# flattened into one sequence and its tensors laid out otherwise in memory; the codes are identical. A model
-# written back from folded weights is re-parametrized (magnitude, direction), which moves weights by a rounding
-# step (1.3e-6 on the audio).
+# Offline decoding measures 0. Streamed, attention and convolutions sum over other lengths: <= 1.4e-6 here, 3.4e-6
+# at full size with one frame per chunk. The encoder's latents differ by float32 rounding (1.9e-6 here): the
+# reference runs its encoder transformers on the batch flattened into one sequence, its tensors laid out otherwise
+# in memory; the codes are identical. A model written back from folded weights is re-parametrized (magnitude,
+# direction), which moves weights by a rounding step (1.3e-6 on the audio).
 OFFLINE_ATOL = 1e-6
 STREAM_ATOL = 4e-6
-LATENT_ATOL = 4e-6
+LATENT_ATOL = 3e-6
 REFOLDED_ATOL = 2e-6
 
 # Small widths with the released layout otherwise: 4 stages of 2 layers, strides 2,2,2,1 over 240-sample patches,
