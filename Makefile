@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,readers]'
 	# moshi (for the Mimi original-layout parity test) pins an older torch: install it without its pins
 	$(BIN)/python -m pip install -q --no-deps moshi==0.2.13 sentencepiece==0.2.3
+	# vllm-omni holds Voxtral TTS's reference codec (tests/test_voxtral.py); its vLLM dependencies are not needed
+	$(BIN)/python -m pip install -q --no-deps vllm-omni==0.30.0
 	touch $@
 
 sysdeps:

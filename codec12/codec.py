@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -24,6 +23,7 @@ from codec12.nn.conv import StreamingConv1d, StreamingConvTranspose1d, fold_norm
 from codec12.nn.streaming import streaming
 from codec12.nn.transformer import StreamingTransformer
 from codec12.quantizers import SplitQuantizer
+from codec12.voxtral.model import voxtral_parts
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -80,6 +80,8 @@ class Codec(nn.Module):
     def from_config(cls, config: CodecConfig) -> "Codec":
         if not isinstance(config, CodecConfig):
             raise ValueError(f"expected a CodecConfig, got {type(config).__name__}")
+        if config.voxtral is not None:
+            return cls(config, **voxtral_parts(config))
         dim, stride = config.seanet.dimension, config.downsample_stride
         return cls(
             config,
@@ -300,8 +302,8 @@ class Codec(nn.Module):
         for module in self.modules():
             if isinstance(module, (nn.Conv1d, nn.ConvTranspose1d)):
                 fold_norm(module)
-        if self.config.seanet.norm != "none":
-            self.config = self.config.replace(seanet=dataclasses.replace(self.config.seanet, norm="none"))
+        if self.config.norm != "none":
+            self.config = self.config.with_norm("none")
         return self
 
     def save_pretrained(self, directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> None:
@@ -316,7 +318,9 @@ class Codec(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
-        """Load a bundled model by name, a local directory (codec12 or transformers Mimi format), or a hub id."""
+        """Load a bundled model by name, a local directory (codec12 format, transformers Mimi format, or the
+        Voxtral TTS release: ``params.json`` + ``consolidated.safetensors``, see :mod:`codec12.convert.voxtral`),
+        or a hub id."""
         path = Path(name_or_dir)
         if path.is_file() and path.suffix == ".safetensors":  # a moshi tokenizer-*.safetensors (Mimi weights)
             from codec12.convert import mimi_from_pretrained
@@ -329,6 +333,10 @@ class Codec(nn.Module):
             else:
                 path = _download(str(name_or_dir))
         config_path = path / CONFIG_NAME
+        if not config_path.is_file() and (path / "params.json").is_file():  # Mistral's layout (Voxtral TTS)
+            from codec12.convert import voxtral_from_pretrained
+
+            return voxtral_from_pretrained(path).to(device).eval()
         if not config_path.is_file():
             raise ValueError(f"{path}: no {CONFIG_NAME} in this directory")
         try:
@@ -370,13 +378,15 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
 def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[str, ...] = ()) -> None:
     """Copy ``source``'s weights into ``target``, the same model with or without weight norm on either side
     (a folded release into a weight-normed training codec, or the reverse): a weight-normed ``target`` module
-    gets its (magnitude, direction) from the plain weight through the parametrization's inverse. Missing,
-    unexpected or mis-shaped tensors raise ValueError naming them. ``keep``: submodules of ``target`` (dotted
-    names) that keep their own weights, which ``source`` need not have."""
+    gets its (magnitude, direction) as they are when ``source`` has weight norm there too, otherwise from the plain
+    weight through the parametrization's inverse. Missing, unexpected or mis-shaped tensors raise ValueError naming
+    them. ``keep``: submodules of ``target`` (dotted names) that keep their own weights, which ``source`` need not
+    have."""
     folded = {}
     for name, module in source.named_modules():
         if parametrize.is_parametrized(module, "weight"):
             folded[f"{name}.weight"] = module.weight.detach()
+    raw = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." in k}
     state = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." not in k}
     state.update(folded)
     with torch.no_grad():
@@ -403,8 +413,17 @@ def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[s
                 part for part in (missing and f"missing tensors {_few(missing)}",
                                   extra and f"unexpected tensors {_few(extra)}",
                                   shapes and f"wrong shapes {_few(sorted(shapes))}") if part))
-        for module, value in wn.values():
-            module.weight = value.to(module.weight)  # the parametrization's right_inverse sets magnitude/direction
+        for key, (module, value) in wn.items():
+            g, v = (raw.get(f"{key[:-len('weight')]}parametrizations.weight.original{i}") for i in (0, 1))
+            tensors = module.parametrizations.weight
+            if g is not None and v is not None and (g.shape, v.shape) == (tensors.original0.shape,
+                                                                         tensors.original1.shape):
+                # weight norm on both sides: the exact magnitude and direction (a round trip through the folded
+                # weight may move the weight by a rounding step)
+                tensors.original0.copy_(g.to(tensors.original0))
+                tensors.original1.copy_(v.to(tensors.original1))
+            else:
+                module.weight = value.to(module.weight)  # the parametrization's right_inverse sets both
         target.load_state_dict(state, strict=False)
 
 

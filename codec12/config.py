@@ -106,6 +106,111 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VoxtralConfig:
+    """Voxtral TTS's codec topology (Mistral's ``AudioTokenizerArgs``), in place of SEANet + transformer.
+
+    Encoder: audio cut into ``patch_size``-sample patches, a causal conv (``patch_kernel_size``, reflect-padded)
+    to ``dim``, then per stage ``encoder_layers[i]`` causal transformer layers and a causal conv
+    (``encoder_kernels[i]``, ``encoder_strides[i]``, replicate-padded; the last one projects to the latent and
+    tanh-bounds its FSQ channels). Decoder: the mirror (a conv from the latent, then transformer layers and
+    causal transposed convs, then a conv to patches). Transformer layers: RMSNorm pre-norms, attention with ALiBi
+    over the current step and ``window`` past steps (halved after each stride-2 encoder conv and doubled back
+    after each stride-2 decoder conv when ``halve_window``), RMSNorm on the whole query and key projections
+    (``qk_norm``), SwiGLU feed-forward of ``hidden_dim``, LayerScale initialised at ``layer_scale`` (None: none).
+
+    encoder: False for a model that has the decoder side only (the open Voxtral TTS checkpoint ships no encoder
+    weights): it decodes codes and latents, and encoding raises an error saying what is missing.
+    norm: ``weight_norm`` on every convolution (as Voxtral trains and ships them) or ``none`` (folded)."""
+
+    channels: int = 1
+    patch_size: int = 240
+    patch_kernel_size: int = 7
+    dim: int = 1024
+    hidden_dim: int = 4096
+    num_heads: int = 8
+    num_kv_heads: int = 8
+    head_dim: int = 128
+    window: int = 16
+    halve_window: bool = True
+    qk_norm: bool = True
+    qk_norm_eps: float = 1e-6
+    norm_eps: float = 1e-2
+    bias: bool = False
+    layer_scale: float | None = 0.01
+    encoder_layers: tuple[int, ...] = (2, 2, 2, 2)
+    encoder_kernels: tuple[int, ...] = (4, 4, 4, 3)
+    encoder_strides: tuple[int, ...] = (2, 2, 2, 1)
+    decoder_layers: tuple[int, ...] = (2, 2, 2, 2)
+    decoder_kernels: tuple[int, ...] = (3, 4, 4, 4)
+    decoder_strides: tuple[int, ...] = (1, 2, 2, 2)
+    encoder: bool = True
+    norm: str = "weight_norm"
+
+    def __post_init__(self):
+        _check(self.channels == 1, f"voxtral.channels must be 1 (Voxtral's codec is mono), got {self.channels}")
+        for name in ("patch_size", "patch_kernel_size", "dim", "hidden_dim", "num_heads", "num_kv_heads",
+                     "head_dim", "window"):
+            _check(getattr(self, name) >= 1, f"voxtral.{name} must be >= 1, got {getattr(self, name)}")
+        _check(self.num_heads % self.num_kv_heads == 0,
+               f"voxtral.num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        _check(self.norm_eps > 0 and self.qk_norm_eps > 0, "voxtral.norm_eps and qk_norm_eps must be > 0")
+        _check(self.norm in _NORMS, f"voxtral.norm must be one of {_NORMS}, got {self.norm!r}")
+        for side in ("encoder", "decoder"):
+            layers, kernels, strides = (getattr(self, f"{side}_{k}") for k in ("layers", "kernels", "strides"))
+            _check(len(layers) >= 1 and len(layers) == len(kernels) == len(strides),
+                   f"voxtral.{side}_layers, _kernels and _strides must have the same length >= 1, got "
+                   f"{len(layers)}, {len(kernels)}, {len(strides)}")
+            _check(all(n >= 0 for n in layers), f"voxtral.{side}_layers must be >= 0, got {layers}")
+            _check(all(k >= s >= 1 for k, s in zip(kernels, strides)),
+                   f"voxtral.{side}: every kernel must be >= its stride >= 1, got kernels {kernels}, strides {strides}")
+            if self.halve_window:
+                _check(all(s in (1, 2) for s in strides),
+                       f"voxtral.{side}_strides must be 1 or 2 when halve_window is set, got {strides}")
+        _check(math.prod(self.encoder_strides) == math.prod(self.decoder_strides),
+               f"voxtral: encoder strides {self.encoder_strides} and decoder strides {self.decoder_strides} must "
+               f"have the same product")
+        _check(self.decoder_strides[0] == 1,
+               f"voxtral.decoder_strides[0] must be 1 (the first decoder conv is a plain conv at the frame rate), "
+               f"got {self.decoder_strides[0]}")
+        _check(min(self.encoder_windows) >= 2,
+               f"voxtral.window ({self.window}) halves below 2 past steps through encoder strides "
+               f"{self.encoder_strides}")
+        # The first streamed chunk (one frame) must hold the steps the reflect padding of the patch convs mirrors.
+        _check(self.patch_kernel_size - 1 < math.prod(self.encoder_strides),
+               f"voxtral.patch_kernel_size ({self.patch_kernel_size}) must be at most the patches per frame "
+               f"({math.prod(self.encoder_strides)})")
+
+    @property
+    def hop_length(self) -> int:
+        """Samples per latent frame: patch size times the encoder's strides."""
+        return self.patch_size * math.prod(self.encoder_strides)
+
+    @property
+    def encoder_windows(self) -> tuple[int, ...]:
+        """Past steps each encoder stage's transformer attends to."""
+        windows, w = [], self.window
+        for stride in self.encoder_strides:
+            windows.append(w)
+            if self.halve_window and stride > 1:
+                w //= 2
+        return tuple(windows)
+
+    @property
+    def decoder_windows(self) -> tuple[int, ...]:
+        """Past steps each decoder stage's transformer attends to: from the encoder's last window, doubled after
+        each stride-2 decoder conv (the first conv, at the frame rate, included)."""
+        windows, w = [], self.window
+        for stride in self.encoder_strides:
+            if self.halve_window and stride > 1:
+                w //= 2
+        for stride in self.decoder_strides:
+            if self.halve_window and stride > 1:
+                w *= 2
+            windows.append(w)
+        return tuple(windows)
+
+
+@dataclass(frozen=True, kw_only=True)
 class QuantizerConfig:
     """Split quantizer: one semantic VQ codebook (row 0) plus acoustic codes (RVQ levels or FSQ dims).
 
@@ -209,7 +314,11 @@ _TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmea
 @dataclass(frozen=True, kw_only=True)
 class CodecConfig:
     """A whole codec: SEANet + transformer encoder, ×``downsample_stride`` to 12.5 Hz, split quantizer,
-    mirrored decoder (or, with ``istft`` set, a Vocos-style inverse-STFT decoder after the transformer)."""
+    mirrored decoder (or, with ``istft`` set, a Vocos-style inverse-STFT decoder after the transformer).
+
+    With ``voxtral`` set, Voxtral TTS's codec topology replaces the SEANet, transformer, downsample and
+    upsample blocks (``seanet``, ``transformer``, ``downsample_stride``, ``depthwise_upsample`` and ``istft``
+    then do not apply and stay at their defaults; they are left out of the JSON)."""
 
     name: str = ""
     sample_rate: int = 24000
@@ -218,10 +327,14 @@ class CodecConfig:
     downsample_stride: int = 2
     latent_dim: int = 512
     depthwise_upsample: bool = True
+    voxtral: VoxtralConfig | None = None
     quantizer: QuantizerConfig = field(default_factory=QuantizerConfig)
     istft: ISTFTDecoderConfig | None = None
 
     def __post_init__(self):
+        if self.voxtral is not None:
+            self._check_voxtral()
+            return
         _check(self.sample_rate > 0, f"sample_rate must be positive, got {self.sample_rate}")
         _check(self.downsample_stride >= 1, "downsample_stride must be >= 1")
         _check(self.latent_dim >= 1, "latent_dim must be >= 1")
@@ -256,14 +369,45 @@ class CodecConfig:
                    f"concat layout: latent_dim ({self.latent_dim}) must equal semantic_dim + acoustic_dim "
                    f"({q.semantic_dim} + {q.acoustic_dim})")
 
+    def _check_voxtral(self) -> None:
+        v, q = self.voxtral, self.quantizer
+        _check(self.sample_rate > 0, f"sample_rate must be positive, got {self.sample_rate}")
+        _check(self.sample_rate == v.hop_length * FRAME_RATE,
+               f"sample_rate / 12.5 = {self.sample_rate / FRAME_RATE:g} samples per frame, but voxtral.patch_size "
+               f"{v.patch_size} x encoder_strides {v.encoder_strides} = {v.hop_length}")
+        unused = [name for name in _NOT_VOXTRAL if getattr(self, name) != _DEFAULTS[name]]
+        _check(not unused, f"{unused} do not apply to the Voxtral topology (voxtral is set): leave them out")
+        _check(q.layout == "concat" and q.acoustic == "fsq",
+               f"voxtral: the quantizer must be the concat layout with an FSQ acoustic branch, got layout "
+               f"{q.layout!r}, acoustic {q.acoustic!r}")
+        _check(self.latent_dim == q.semantic_dim + q.acoustic_dim,
+               f"concat layout: latent_dim ({self.latent_dim}) must equal semantic_dim + acoustic_dim "
+               f"({q.semantic_dim} + {q.acoustic_dim})")
+
     # ---- derived values
     @property
     def channels(self) -> int:
-        return self.seanet.channels
+        return self.seanet.channels if self.voxtral is None else self.voxtral.channels
 
     @property
     def frame_size(self) -> int:
-        return self.seanet.hop_length * self.downsample_stride
+        return self.seanet.hop_length * self.downsample_stride if self.voxtral is None else self.voxtral.hop_length
+
+    @property
+    def has_encoder(self) -> bool:
+        """False for a decode-only model (a Voxtral TTS checkpoint without encoder weights)."""
+        return self.voxtral is None or self.voxtral.encoder
+
+    @property
+    def norm(self) -> str:
+        """The convolutions' normalization (``weight_norm`` or ``none``), wherever the topology keeps it."""
+        return self.seanet.norm if self.voxtral is None else self.voxtral.norm
+
+    def with_norm(self, norm: str) -> "CodecConfig":
+        """This config with the convolutions' normalization set to ``norm`` (what folding weight norm changes)."""
+        if self.voxtral is not None:
+            return self.replace(voxtral=dataclasses.replace(self.voxtral, norm=norm))
+        return self.replace(seanet=dataclasses.replace(self.seanet, norm=norm))
 
     @property
     def frame_rate(self) -> float:
@@ -285,6 +429,7 @@ class CodecConfig:
     # ---- I/O
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        _drop_inapplicable(data)
 
         def lists(x):
             if isinstance(x, dict):
@@ -361,7 +506,24 @@ _NESTED = {
     ("CodecConfig", "transformer"): TransformerConfig,
     ("CodecConfig", "quantizer"): QuantizerConfig,
     ("CodecConfig", "istft"): ISTFTDecoderConfig,
+    ("CodecConfig", "voxtral"): VoxtralConfig,
 }
+
+# CodecConfig fields that the Voxtral topology replaces, and their defaults.
+_NOT_VOXTRAL = ("seanet", "transformer", "downsample_stride", "depthwise_upsample", "istft")
+_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+             for f in dataclasses.fields(CodecConfig) if f.name in _NOT_VOXTRAL}
+
+
+def _drop_inapplicable(data: dict[str, Any]) -> None:
+    """Leave out of ``CodecConfig.to_dict`` what does not describe the model: ``voxtral`` when unset (so configs
+    without it are written and hashed as before it existed), the blocks it replaces when set."""
+    if data["voxtral"] is None:
+        del data["voxtral"]
+    else:
+        for name in _NOT_VOXTRAL:
+            if name != "istft":  # to_dict drops an unset istft itself
+                del data[name]
 
 
 PRESETS: dict[str, CodecConfig] = {
@@ -382,6 +544,19 @@ PRESETS: dict[str, CodecConfig] = {
         transformer=TransformerConfig(),
         latent_dim=292,
         depthwise_upsample=False,
+        quantizer=QuantizerConfig(
+            layout="concat", semantic_codebook_size=8192, semantic_dim=256,
+            acoustic="fsq", num_acoustic=36, acoustic_codebook_size=21, acoustic_dim=36,
+            unquantized_rate=0.5,
+        ),
+    ),
+    # Voxtral TTS's codec (Mistral), exactly: 240-sample patches, ALiBi transformers of width 1024 with strided
+    # convs to 12.5 Hz, semantic VQ 8192 x 256 + 36 FSQ dims of 21 levels (292-d latent); ~300M parameters.
+    "c12-voxtral-24k": CodecConfig(
+        name="c12-voxtral-24k",
+        sample_rate=24000,
+        latent_dim=292,
+        voxtral=VoxtralConfig(),
         quantizer=QuantizerConfig(
             layout="concat", semantic_codebook_size=8192, semantic_dim=256,
             acoustic="fsq", num_acoustic=36, acoustic_codebook_size=21, acoustic_dim=36,

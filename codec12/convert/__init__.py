@@ -1,4 +1,4 @@
-"""Converters from other codecs' checkpoints into codec12 models (and back where the topology allows)."""
+"""Converters from other codecs' checkpoints (Mimi, Voxtral TTS) into codec12 models, and back."""
 
 from codec12._lazy import lazy_exports
 
@@ -10,6 +10,13 @@ _EXPORTS = {
     "mimi_from_pretrained": "codec12.convert.mimi",
     "mimi_state_to_codec12": "codec12.convert.mimi",
     "save_mimi": "codec12.convert.mimi",
+    "codec12_to_voxtral_state": "codec12.convert.voxtral",
+    "read_voxtral": "codec12.convert.voxtral",
+    "save_voxtral": "codec12.convert.voxtral",
+    "voxtral_args": "codec12.convert.voxtral",
+    "voxtral_codec_config": "codec12.convert.voxtral",
+    "voxtral_from_pretrained": "codec12.convert.voxtral",
+    "voxtral_state_to_codec12": "codec12.convert.voxtral",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,8 @@
 
 - ``{"teacher": "ssl", "model": DIR_OR_HUB_ID, "layer": 6 | [4, 5, 6], ...}`` -> ``distill_cosine``
   (:mod:`codec12.distill.ssl`; the frozen teacher stays out of ``state_dict`` and ``parameters()``);
+- ``{"teacher": "asr", "model": WHISPER_DIR_OR_HUB_ID, "layer": null, ...}`` -> ``distill_asr``
+  (:mod:`codec12.distill.asr`: Whisper's encoder, the same cosine loss);
 - ``{"teacher": "phonetic", "language": "en-us", ...}`` -> ``distill_ctc`` (:mod:`codec12.distill.phonetic`).
 
 :mod:`codec12.distill.pitch` is the pitch teacher of harmonic decoders (F0 and voicing, per STFT frame).
@@ -15,6 +17,9 @@
 from codec12._lazy import lazy_exports
 
 _EXPORTS = {
+    "ASRDistillConfig": "codec12.distill.asr",
+    "ASRTeacher": "codec12.distill.asr",
+    "load_asr_teacher": "codec12.distill.asr",
     "PHONE_INVENTORY": "codec12.distill.phonetic",
     "Phonemizer": "codec12.distill.phonetic",
     "PhoneticDistillConfig": "codec12.distill.phonetic",

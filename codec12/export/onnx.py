@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
+from codec12.quantizers.fsq import ScalarQuantizer
 
 DEFAULT_OPSET = 17
 GRAPH_NAMES = ("encoder", "decoder", "decoder_latents", "encoder_step", "decoder_step", "decoder_latents_step")
@@ -129,7 +130,8 @@ class _FSQGraph(nn.Module):
 
 
 class _QuantizerGraph(nn.Module):
-    """Export form of :class:`codec12.quantizers.SplitQuantizer`: all K rows in and out."""
+    """Export form of :class:`codec12.quantizers.SplitQuantizer` (and of Voxtral's quantizer, whose FSQ has no
+    weights and traces as it is): all K rows in and out."""
 
     def __init__(self, quantizer) -> None:
         super().__init__()
@@ -137,8 +139,10 @@ class _QuantizerGraph(nn.Module):
         self.semantic = _RVQGraph(quantizer.semantic)
         if quantizer.config.acoustic == "rvq":
             self.acoustic = _RVQGraph(quantizer.acoustic)
-        else:
+        elif isinstance(quantizer.acoustic, ScalarQuantizer):
             self.acoustic = _FSQGraph(quantizer.acoustic)
+        else:
+            self.acoustic = quantizer.acoustic
 
     def encode(self, latents: torch.Tensor) -> torch.Tensor:
         s, a = self.quantizer._split(latents)
@@ -313,6 +317,8 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
                 "decoder": (_Decoder(model, quant), example_codes, [codes_io], [audio_out]),
                 "decoder_latents": (_DecoderLatents(model, quant), example_latents, [latents_io], [audio_out]),
             }
+            if not cfg.has_encoder:  # a decode-only model (Voxtral TTS's release): decoder graphs only
+                del offline["encoder"]
             for name, (module, example, ins, outs) in offline.items():
                 _export_graph(module, (example,), tmp / f"{name}.onnx", ins, outs, opset)
                 graphs[name] = {"file": f"{name}.onnx", "inputs": ins, "outputs": outs}
@@ -325,6 +331,8 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
                 "decoder_latents_step": (_DecoderSide(model), "decoder_latents", example_latents[..., :2],
                                          latents_io, [audio_out]),
             }
+            if not cfg.has_encoder:
+                del steps["encoder_step"]
             for name, (side, mode, example, x_in, outs) in steps.items():
                 with streaming(side, batch):
                     spec = state_spec(side)

@@ -156,6 +156,9 @@ class OnnxCodec:
     # ---- running graphs
     def _run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
         """Run an offline graph, or its step graph (carrying the state) while streaming."""
+        if name not in self.meta["graphs"]:
+            raise ValueError(f"{self.directory}: the export has no {name!r} graph (a decode-only model has no "
+                             f"encoder)")
         if self._stream_batch is None:
             return self.session(name).run(None, {self.meta["graphs"][name]["inputs"][0]["name"]: x})
         step = f"{name}_step"
@@ -205,8 +208,8 @@ class OnnxCodec:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         if self._stream_batch is not None:
             raise RuntimeError("already streaming: nested streaming() blocks are not supported")
-        self._states = {"encoder": self._initial_state("encoder_step", batch_size),
-                        "decoder": self._initial_state("decoder_step", batch_size)}
+        self._states = {side: self._initial_state(f"{side}_step", batch_size) for side in ("encoder", "decoder")
+                        if f"{side}_step" in self.meta["graphs"]}  # a decode-only export has no encoder graphs
         self._stream_batch = batch_size
         try:
             yield

@@ -29,19 +29,22 @@ def fold_norm(module: nn.Module) -> None:
 @dataclass
 class ConvState:
     previous: torch.Tensor  # [B, C_in, kernel_eff - stride]: input tail the next chunk needs
-    first: torch.Tensor  # [B] bool: no input seen yet (replicate padding uses the first sample)
+    first: torch.Tensor  # [B] bool: no input seen yet (replicate / reflect padding use the first samples)
 
 
 class StreamingConv1d(StreamingModule):
     """Causal Conv1d. Offline: left padding ``kernel_eff - stride`` and right padding so the last window is
-    full. Streaming: input chunks must be multiples of ``stride``; the left context comes from the state."""
+    full. Streaming: input chunks must be multiples of ``stride``; the left context comes from the state.
+
+    ``pad_mode`` ``reflect`` mirrors the first ``kernel_eff - stride`` steps after step 0 (Voxtral's patch
+    convs): offline the input must be longer than that, and so must the first streamed chunk."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  dilation: int = 1, groups: int = 1, bias: bool = True, pad_mode: str = "constant",
                  norm: str = "none") -> None:
         super().__init__()
-        if pad_mode not in ("constant", "replicate"):
-            raise ValueError(f"pad_mode must be 'constant' or 'replicate', got {pad_mode!r}")
+        if pad_mode not in ("constant", "replicate", "reflect"):
+            raise ValueError(f"pad_mode must be 'constant', 'replicate' or 'reflect', got {pad_mode!r}")
         self.conv = apply_norm(nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation,
                                          groups=groups, bias=bias), norm)
         self.stride = stride
@@ -68,6 +71,9 @@ class StreamingConv1d(StreamingModule):
             prev = state.previous
             if self.pad_mode == "replicate":
                 prev = torch.where(state.first[:, None, None], x[..., :1].expand_as(prev), prev)
+            elif self.pad_mode == "reflect":
+                start = x[..., 1:self.padding_total + 1].flip(-1)
+                prev = torch.where(state.first[:, None, None], start, prev)
             x = torch.cat([prev, x], dim=-1)
             state.previous = x[..., x.shape[-1] - self.padding_total:]
             state.first = torch.zeros_like(state.first)

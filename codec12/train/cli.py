@@ -32,7 +32,7 @@ def add_parsers(subparsers) -> None:
     p = subparsers.add_parser("train", help="train a codec from a recipe (runs under torchrun for several processes)",
                               description="Train a codec from a recipe file (JSON or TOML). Bundled recipes can be "
                                           "named without a path: base, mimi-24k, fsq-24k, tiny-16k-cpu, "
-                                          "tiny-16k-cpu-phonetic.")
+                                          "tiny-16k-cpu-phonetic, voxtral-encoder.")
     p.add_argument("recipe", help="recipe file, or the name of a bundled recipe")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, e.g. --set train.steps=1000 --set data.train=/data/speech")
@@ -40,7 +40,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
     p.add_argument("--init", metavar="MODEL_OR_CHECKPOINT", default=None,
                    help="start a new run from these weights (fine-tuning): a run or checkpoint directory, a release, "
-                        "a bundled model or a Mimi checkpoint; same as --set model.init=...")
+                        "a bundled model, a Mimi or a Voxtral TTS checkpoint; same as --set model.init=...")
     p.add_argument("--until-step", type=int, default=None,
                    help="stop with a checkpoint at this step (continue later with --resume)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

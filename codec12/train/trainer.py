@@ -762,7 +762,7 @@ class _Trainer:
             config = CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json")
             self._check_init_config(config, path)
             where = f"{path}/model.safetensors"
-            if config.seanet.norm == self.config.seanet.norm:  # same parametrization: the exact tensors
+            if config.norm == self.config.norm:  # same parametrization: the exact tensors
                 for part in kept:
                     prefix = f"{part}."
                     load_state_dict_strict(getattr(self.codec, part), {
@@ -799,8 +799,7 @@ class _Trainer:
         # parts the architectures may differ there: the kept parts' tensors are checked one by one instead.
         if self.recipe.model.init_fresh:
             return
-        seanet = dataclasses.replace(config.seanet, norm=self.config.seanet.norm)
-        if config.replace(seanet=seanet).config_hash() != self.config.config_hash():
+        if config.with_norm(self.config.norm).config_hash() != self.config.config_hash():
             raise ValueError(f"model.init: {where} holds a different architecture ({config.name or 'unnamed'}, "
                              f"config {config.config_hash()}) than the recipe's model ({self.config.name}); set "
                              f"model.preset / model.overrides to match it, or name the parts that differ in "
