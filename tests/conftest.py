@@ -52,6 +52,9 @@ def tiny_codec(seed: int = 0, **kwargs) -> Codec:
             head.weight.normal_(0.0, 0.2)
             head.bias.normal_(0.0, 0.5)
             head.bias.view(codec.channels, 2, -1)[:, 0] += math.log(0.05)  # per channel: log-amplitudes first
+            # An untrained F0 classifier is nearly flat, so near ties between classes tip either way under float
+            # rounding; a trained one is decisive. Sharpen its logits as training does.
+            codec.decoder.pitch_head[-1].weight.mul_(20.0)
     return codec
 
 

@@ -94,6 +94,7 @@ def _harmonic_decoder(seed: int = 0) -> ISTFTDecoder:
         decoder.harmonic_head.weight.normal_(0.0, 0.5)
         decoder.harmonic_head.bias.normal_(0.0, 0.5)
         decoder.harmonic_head.bias.view(2, 2, 17)[:, 0] -= 2.0
+        decoder.pitch_head[-1].weight.mul_(20.0)  # decisive F0 classes, as training makes them
     return decoder
 
 
@@ -120,7 +121,7 @@ def test_harmonic_decoder_streaming_drift_in_float32_stays_small():
         full = decoder(x)
         with streaming(decoder, batch_size=2):
             parts = torch.cat([decoder(x[..., i:i + 1]) for i in range(200)], dim=-1)
-    assert (parts - full).abs().max() < 1.5e-3 * full.abs().max()  # measured 1.0e-3 over these 200 frames
+    assert (parts - full).abs().max() < 7e-4 * full.abs().max()  # measured 4.5e-4 over these 200 frames
 
 
 def test_harmonic_decoder_outputs_f0_in_range_and_voicing():

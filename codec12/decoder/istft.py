@@ -229,7 +229,7 @@ def decode_f0(logits: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     index = (best + offsets.view(shape)).clamp(0, bins - 1)  # [..., 2 n + 1, T]
     weight = torch.gather(prob, -2, index)
     centres = grid.to(logits.dtype)[index]
-    return torch.exp2((weight * centres).sum(-2) / weight.sum(-2).clamp_min(1e-12))
+    return torch.pow(2.0, (weight * centres).sum(-2) / weight.sum(-2).clamp_min(1e-12))
 
 
 class ISTFTDecoder(nn.Module):
