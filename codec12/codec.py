@@ -252,17 +252,22 @@ class Codec(nn.Module):
         """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
         return self._synthesize(self.quantizer.continuous(self._check_latents(latents)))
 
-    def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None) -> CodecOutput:
+    def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None,
+                f0: torch.Tensor | None = None) -> CodecOutput:
         """Training forward: audio [B, C, T] with T a multiple of frame_size -> :class:`CodecOutput`.
 
         Quantizer randomness (level dropout, unquantized rate, FSQ dither) draws from ``generator`` when given,
-        so it can be replayed and kept in sync across processes.
+        so it can be replayed and kept in sync across processes. ``f0``: a harmonic decoder's F0 per STFT frame
+        [B, C, T / istft.hop_length] Hz to synthesise with instead of its own (0: its own), as in training with
+        a pitch teacher's F0.
         """
         wav = self._check_audio(wav, None)
         latents = self._latents(wav)
         q = self.quantizer(latents, generator=generator)
         features = self.decoder_transformer(self.upsample(q.quantized))
-        synthesis = self.decoder.synthesize(features) if isinstance(self.decoder, ISTFTDecoder) else None
+        if f0 is not None and not (isinstance(self.decoder, ISTFTDecoder) and self.config.istft.harmonic):
+            raise ValueError("f0: only a harmonic inverse-STFT decoder synthesises with an F0")
+        synthesis = self.decoder.synthesize(features, f0) if isinstance(self.decoder, ISTFTDecoder) else None
         audio = synthesis.audio if synthesis is not None else self.decoder(features)
         return CodecOutput(audio=audio, codes=q.codes, latents=latents, quantized=q.quantized,
                            semantic=q.semantic, losses=q.losses, synthesis=synthesis)

@@ -141,6 +141,27 @@ def test_harmonic_decoder_outputs_f0_in_range_and_voicing():
     assert (silent.audio - plain.audio).abs().max() < 1e-6
 
 
+def test_a_given_f0_replaces_the_predicted_one_where_it_is_nonzero():
+    decoder = _harmonic_decoder()
+    x = torch.randn(1, 6, 10)
+    with torch.no_grad():
+        own = decoder.synthesize(x)
+        same = decoder.synthesize(x, torch.zeros_like(own.f0))  # 0: the prediction everywhere
+        forced = decoder.synthesize(x, torch.full_like(own.f0, 1234.5))
+        half = torch.zeros_like(own.f0)
+        half[..., 20:] = 1234.5
+        mixed = decoder.synthesize(x, half)
+    assert torch.equal(same.audio, own.audio)
+    assert (forced.audio - own.audio).abs().max() > 0.1 * own.audio.abs().max()
+    assert torch.equal(forced.f0, own.f0) and torch.equal(forced.f0_logits, own.f0_logits)  # what the losses see
+    hop = 8  # causal frames: the first 20 frames' samples hold only frames < 20 until the window of frame 20
+    assert torch.equal(mixed.audio[..., : 20 * hop], own.audio[..., : 20 * hop])
+    late = slice(24 * hop, None)  # the given F0 from there on (its running phase starts from the predicted one's)
+    assert (mixed.audio[..., late] - own.audio[..., late]).abs().max() > 0.1 * own.audio.abs().max()
+    with pytest.raises(ValueError, match="expected \\[B, channels, frames\\]"):
+        decoder.synthesize(x, own.f0[..., :5])
+
+
 def test_harmonic_config_is_written_only_when_on_and_checks_its_f0_range():
     from tests.conftest import tiny_config
 

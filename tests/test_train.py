@@ -843,7 +843,8 @@ def test_harmonic_decoder_learns_f0_from_the_pitch_teacher(tmp_path):
         sf.write(str(data / f"tilt{tilt}.wav"), (0.1 * x).astype(np.float32), sr)
     istft = {"dim": 16, "intermediate_dim": 32, "num_layers": 2, "n_fft": 320, "hop_length": 80, "harmonic": True}
     base = tiny_recipe("tiny-16k-cpu", data, optim={"warmup_steps": 1, "lr": 1e-2},
-                       train={"steps": 40, "log_every": 10, "valid_every": 40, "ema_decay": 0.0},
+                       train={"steps": 40, "log_every": 10, "valid_every": 40, "ema_decay": 0.0,
+                              "teacher_forced_f0": True},
                        data={"crop_frames": 8, "valid_fraction": 0.34, "valid_seconds": 1.0})
     recipe = base.replace(model={"overrides": {**base.model.overrides, "istft": istft}})
     with pytest.raises(ValueError, match="learns its F0 from the pitch teacher alone"):  # f0 at weight 0

@@ -290,8 +290,11 @@ class ISTFTDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.synthesize(x).audio
 
-    def synthesize(self, x: torch.Tensor) -> SynthesisOutput:
-        """Features [B, dimension, T] -> :class:`SynthesisOutput` (the audio and what made it)."""
+    def synthesize(self, x: torch.Tensor, f0: torch.Tensor | None = None) -> SynthesisOutput:
+        """Features [B, dimension, T] -> :class:`SynthesisOutput` (the audio and what made it).
+
+        f0: [B, channels, T * upsample] Hz, an F0 to synthesise the harmonics with instead of the predicted one
+        (training with a teacher's F0); frames where it is 0 keep the prediction."""
         x = self.upsample(x)
         for block in self.blocks:
             x = block(x)
@@ -306,12 +309,19 @@ class ISTFTDecoder(nn.Module):
             phase = phase + self.integrator(deviation).reshape(b * c, self.bins, t)
         mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
         real, imag = mag * torch.cos(phase), mag * torch.sin(phase)  # [B * channels, bins, T]
-        f0 = f0_logits = voicing = None
+        forced, f0 = f0, None
+        f0_logits = voicing = None
         if self.f0_phase is not None:
             pitch = self.pitch_head(h).transpose(1, 2).reshape(b, c, self.f0_bins + 1, t)
             f0_logits, voicing = pitch[:, :, : self.f0_bins], pitch[:, :, self.f0_bins]
             f0 = decode_f0(f0_logits, self.f0_grid)  # [B, channels, T]
             f0_synth = f0.detach()
+            if forced is not None:
+                if forced.shape != f0.shape:
+                    raise ValueError(f"f0: expected [B, channels, frames] = {tuple(f0.shape)}, got "
+                                     f"{tuple(forced.shape)}")
+                low, high = float(torch.pow(2.0, self.f0_grid[0])), float(torch.pow(2.0, self.f0_grid[-1]))
+                f0_synth = torch.where(forced > 0, forced.to(f0.dtype).clamp(low, high), f0_synth)
             running = self.f0_phase.running(f0_synth * (2 * math.pi * self.hop_length / self.sample_rate))
             ex_re, ex_im = harmonic_excitation(f0_synth.reshape(b * c, 1, t), running.reshape(b * c, 1, t),
                                                self.n_fft, self.sample_rate)

@@ -202,7 +202,9 @@ class TrainRecipe:
     """steps: optimizer steps; every ``*_every`` counts steps. ``ema_decay`` 0 disables EMA weights (the
     release uses EMA weights when on). ``max_bad_steps``: consecutive non-finite steps before aborting.
     ``device``: ``auto`` (CUDA when available), ``cpu`` or ``cuda``. ``threads``: CPU threads (null: torch's
-    default)."""
+    default). ``teacher_forced_f0``: a harmonic decoder synthesises its training output with the pitch teacher's
+    F0 on the frames the teacher calls voiced (its own elsewhere, and always at validation and inference), so
+    its envelope learns harmonics where they are, not where an early F0 estimate puts them."""
 
     steps: int = 100_000
     log_every: int = 50
@@ -216,6 +218,7 @@ class TrainRecipe:
     audio_samples: int = 2
     device: str = "auto"
     threads: int | None = None
+    teacher_forced_f0: bool = False
 
     def __post_init__(self):
         for name in ("steps", "log_every", "valid_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):

@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 from codec12.codec import Codec, CodecOutput, copy_weights
 from codec12.config import CodecConfig
 from codec12.decoder.istft import f0_grid
-from codec12.distill.pitch import PitchTeacher
+from codec12.distill.pitch import PitchTarget, PitchTeacher
 from codec12.export.release import export_release
 from codec12.losses import (
     AdversarialLoss,
@@ -373,10 +373,9 @@ class _Trainer:
         return self.consistency(spectrum.reshape(-1, bins2, spectrum.shape[-1]),
                                 audio.reshape(-1, audio.shape[-1]))
 
-    def _pitch(self, out: CodecOutput, wav: torch.Tensor, metrics: bool = False) -> dict[str, torch.Tensor]:
-        """A harmonic decoder's F0 classification and voicing cross-entropies against the pitch teacher; with
-        ``metrics`` also its F0 error in octaves over the voiced frames (``f0_octaves``)."""
-        target = self.pitch_teacher(wav)
+    def _pitch(self, out: CodecOutput, target: PitchTarget, metrics: bool = False) -> dict[str, torch.Tensor]:
+        """A harmonic decoder's F0 classification and voicing cross-entropies against the pitch teacher's
+        ``target``; with ``metrics`` also its F0 error in octaves over the voiced frames (``f0_octaves``)."""
         synthesis = out.synthesis
         voiced = target.voiced & target.known
         losses = {"f0": self.f0_loss(synthesis.f0_logits, target.f0, voiced),
@@ -387,8 +386,12 @@ class _Trainer:
 
     # ---- one step ----------------------------------------------------------------------------------------
     def _generator_losses(self, wav: torch.Tensor, batch: dict, step: int) -> tuple[CodecOutput, dict]:
+        target = self.pitch_teacher(wav) if self.pitch_teacher is not None else None
+        forced = None
+        if target is not None and self.recipe.train.teacher_forced_f0:
+            forced = torch.where(target.voiced & target.known, target.f0, torch.zeros_like(target.f0))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            out = self.codec(wav, generator=_step_generator(self.recipe.seed, step))
+            out = self.codec(wav, generator=_step_generator(self.recipe.seed, step), f0=forced)
         audio = out.audio.float()
         active = [n for n in RECONSTRUCTION if self.balancer.weights.get(n, 0.0) or n in self.balancer.schedules]
         losses = self._reconstruction(audio, wav, active)
@@ -396,7 +399,7 @@ class _Trainer:
         if self._train_consistency:
             losses["consistency"] = self._consistency(out)
         if self.pitch_teacher is not None:
-            losses.update(self._pitch(out, wav))
+            losses.update(self._pitch(out, target))
         if self.distiller is not None:
             losses.update({k: v.float() for k, v in self.distiller(wav, out, batch).items()})
         if step >= self.recipe.discriminators.start_step:
@@ -659,7 +662,7 @@ class _Trainer:
                 sums["consistency"] += float(self._consistency(out))
                 scored += 1
             if self.pitch_teacher is not None:
-                for k, v in self._pitch(out, wav, metrics=True).items():
+                for k, v in self._pitch(out, self.pitch_teacher(wav), metrics=True).items():
                     sums[k] += float(v)
             if i < self.recipe.train.audio_samples:
                 sr = self.config.sample_rate
