@@ -230,4 +230,18 @@ def test_half_precision_models_decode():
         codec = tiny_codec(**kwargs).to(torch.bfloat16)
         codes = codec.encode(noise(codec, 3))
         assert codec.decode(codes).dtype == torch.bfloat16
-        assert not codec.decode_latents(codec.encode_latents(noise(codec, 3))).requires_grad
+        z = codec.encode_latents(noise(codec, 3))
+        audio = codec.decode_latents(z)
+        assert z.dtype == audio.dtype == torch.bfloat16 and audio.shape == (1, 1, 3 * codec.frame_size)
+
+
+def test_inference_api_builds_no_autograd_graph():
+    """The weights require gradients (a model being trained), yet what the inference API returns carries no
+    graph, even from latents that require gradients."""
+    codec = tiny_codec()
+    assert all(p.requires_grad for p in codec.parameters())
+    wav = noise(codec, 3).requires_grad_(True)
+    z = codec.encode_latents(wav)
+    assert not z.requires_grad and not codec.encode(wav).requires_grad
+    assert not codec.decode_latents(z.clone().requires_grad_(True)).requires_grad
+    assert not codec.decode(codec.encode(wav)).requires_grad
