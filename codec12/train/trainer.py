@@ -165,74 +165,73 @@ class _Trainer:
         # Asked for by a signal handler during fit (see _catch_stop_signals).
         self.stop_requested = False
         self.stop_signal: int | None = None
+        if build_distiller is None:
+            build_distiller = distill.build_distiller
+        # Built in the order the global random state is drawn in: a run's weights follow from its seed. A failure
+        # part-way closes what was opened.
         try:
-            self._build(resume, build_distiller or distill.build_distiller)
+            r, device = self.recipe, self.ranks.device
+            if r.train.threads:
+                torch.set_num_threads(r.train.threads)
+            self.config = r.model.codec_config()
+            self.checkpoints = Checkpointing(self.out_dir, r, self.config, self.ranks, resume=resume,
+                                             info=self.log.info)
+
+            # Model: same seed on every rank; built after the process group exists so EMA codebooks sync across ranks.
+            torch.manual_seed(r.seed)
+            self.codec = Codec.from_config(self.config).to(device).train()
+            self.distiller: nn.Module | None = None
+            if r.distill is not None:
+                self.distiller = build_distiller(dict(r.distill), self.codec).to(device).train()
+            self.losses = TrainingLosses(r, self.config, device)
+            if r.model.init is not None and self.checkpoints.resume_from is None:
+                self.checkpoints.initialise(r.model.init, self.codec, self.losses.adversaries, self.distiller)
+            # RVQ modules of frozen parts: held in eval mode (no codebook EMA updates).
+            self.frozen_vq: list[ResidualVQ] = []
+            for part in r.model.freeze:
+                for p in getattr(self.codec, part).parameters():
+                    p.requires_grad_(False)
+                self.frozen_vq += [m for m in getattr(self.codec, part).modules() if isinstance(m, ResidualVQ)]
+            self._train_mode()
+            if r.model.freeze:
+                self.log.info(f"frozen: {', '.join(r.model.freeze)}")
+
+            o = r.optim
+            own = [p for p in self.codec.parameters() if p.requires_grad]
+            head = [p for p in self.distiller.parameters() if p.requires_grad] if self.distiller is not None else []
+            self.gen_params = own + head
+            self.disc_params = [p for p in self.losses.adversaries.parameters() if p.requires_grad]
+            # One group (all at lr) unless the head has its own rate: then [codec, head] at [lr, head_lr].
+            groups, self.gen_base_lrs = [self.gen_params], [o.lr]
+            if head and o.head_lr is not None:
+                groups, self.gen_base_lrs = [own, head], [o.lr, o.head_lr]
+            self.gen_opt = torch.optim.AdamW([{"params": g, "lr": lr} for g, lr in zip(groups, self.gen_base_lrs)],
+                                             betas=tuple(o.betas), weight_decay=o.weight_decay)
+            self.disc_opt: torch.optim.Optimizer | None = None
+            if self.disc_params:
+                self.disc_opt = torch.optim.AdamW(self.disc_params, lr=o.disc_lr, betas=tuple(o.betas),
+                                                  weight_decay=o.weight_decay)
+            # The learning rate is a function of the step alone (set before each step), so it resumes exactly.
+            self.lr_factor = _lr_lambda(o, r.train.steps)
+            self.disc_lr_factor = self.lr_factor
+            if o.disc_schedule is not None:
+                self.disc_lr_factor = _lr_lambda(dataclasses.replace(o, schedule=o.disc_schedule), r.train.steps)
+            ema = None
+            if r.train.ema_decay > 0:
+                ema = {n: p.detach().clone() for n, p in self.codec.named_parameters()}
+            self.parts = TrainedParts(self.codec, self.losses.adversaries, self.distiller, ema, self.gen_opt,
+                                      self.disc_opt)
+
+            progress = Progress()
+            if self.checkpoints.resume_from is not None:
+                progress = self.checkpoints.restore(self.checkpoints.resume_from, self.parts)
+            self.step, self.bad_in_a_row, self.skipped = progress.step, progress.bad_in_a_row, progress.skipped
+            self.last_codes: torch.Tensor | None = None  # the codes of the last step that was not skipped
+            self.loader, self.valid, self.crop_samples = _data(r, self.config, self.ranks, self.step, self.log)
+            self.log.open(r.to_dict(), self.losses.mel.log_mel)
         except BaseException:
             self.close()
             raise
-
-    def _build(self, resume: bool, build_distiller: Callable[[dict, Codec], nn.Module]) -> None:
-        """Everything :meth:`__init__` sets up, in the order the global random state is drawn in: a run's
-        weights follow from its seed."""
-        r, device = self.recipe, self.ranks.device
-        if r.train.threads:
-            torch.set_num_threads(r.train.threads)
-        self.config = r.model.codec_config()
-        self.checkpoints = Checkpointing(self.out_dir, r, self.config, self.ranks, resume=resume,
-                                         info=self.log.info)
-
-        # Model: same seed on every rank; built after the process group exists so EMA codebooks sync across ranks.
-        torch.manual_seed(r.seed)
-        self.codec = Codec.from_config(self.config).to(device).train()
-        self.distiller: nn.Module | None = None
-        if r.distill is not None:
-            self.distiller = build_distiller(dict(r.distill), self.codec).to(device).train()
-        self.losses = TrainingLosses(r, self.config, device)
-        if r.model.init is not None and self.checkpoints.resume_from is None:
-            self.checkpoints.initialise(r.model.init, self.codec, self.losses.adversaries, self.distiller)
-        # RVQ modules of frozen parts: held in eval mode (no codebook EMA updates).
-        self.frozen_vq: list[ResidualVQ] = []
-        for part in r.model.freeze:
-            for p in getattr(self.codec, part).parameters():
-                p.requires_grad_(False)
-            self.frozen_vq += [m for m in getattr(self.codec, part).modules() if isinstance(m, ResidualVQ)]
-        self._train_mode()
-        if r.model.freeze:
-            self.log.info(f"frozen: {', '.join(r.model.freeze)}")
-
-        o = r.optim
-        own = [p for p in self.codec.parameters() if p.requires_grad]
-        head = [p for p in self.distiller.parameters() if p.requires_grad] if self.distiller is not None else []
-        self.gen_params = own + head
-        self.disc_params = [p for p in self.losses.adversaries.parameters() if p.requires_grad]
-        # One group (all at lr) unless the head has its own rate: then [codec, head] at [lr, head_lr].
-        groups, self.gen_base_lrs = [self.gen_params], [o.lr]
-        if head and o.head_lr is not None:
-            groups, self.gen_base_lrs = [own, head], [o.lr, o.head_lr]
-        self.gen_opt = torch.optim.AdamW([{"params": g, "lr": lr} for g, lr in zip(groups, self.gen_base_lrs)],
-                                         betas=tuple(o.betas), weight_decay=o.weight_decay)
-        self.disc_opt: torch.optim.Optimizer | None = None
-        if self.disc_params:
-            self.disc_opt = torch.optim.AdamW(self.disc_params, lr=o.disc_lr, betas=tuple(o.betas),
-                                              weight_decay=o.weight_decay)
-        # The learning rate is a function of the step alone (set before each step), so it resumes exactly.
-        self.lr_factor = _lr_lambda(o, r.train.steps)
-        self.disc_lr_factor = self.lr_factor
-        if o.disc_schedule is not None:
-            self.disc_lr_factor = _lr_lambda(dataclasses.replace(o, schedule=o.disc_schedule), r.train.steps)
-        ema = None
-        if r.train.ema_decay > 0:
-            ema = {n: p.detach().clone() for n, p in self.codec.named_parameters()}
-        self.parts = TrainedParts(self.codec, self.losses.adversaries, self.distiller, ema, self.gen_opt,
-                                  self.disc_opt)
-
-        progress = Progress()
-        if self.checkpoints.resume_from is not None:
-            progress = self.checkpoints.restore(self.checkpoints.resume_from, self.parts)
-        self.step, self.bad_in_a_row, self.skipped = progress.step, progress.bad_in_a_row, progress.skipped
-        self.last_codes: torch.Tensor | None = None  # the codes of the last step that was not skipped
-        self.loader, self.valid, self.crop_samples = _data(r, self.config, self.ranks, self.step, self.log)
-        self.log.open(r.to_dict(), self.losses.mel.log_mel)
 
     # ---- helpers -----------------------------------------------------------------------------------------
     def _train_mode(self) -> None:
