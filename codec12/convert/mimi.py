@@ -28,7 +28,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
+from codec12._fs import atomic_write
 from codec12.config import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
 
 EPSILON = 1e-5  # Mimi's codebook epsilon: embed = embed_sum / cluster_usage.clamp(min=EPSILON)
@@ -453,18 +455,14 @@ def save_mimi(codec, directory: str | Path, layout: str = "transformers") -> Non
     """Write a codec12 model of Mimi's topology as a Mimi checkpoint: ``config.json`` + ``model.safetensors``
     (transformers layout, loadable with ``transformers.MimiModel.from_pretrained``) or a moshi
     ``tokenizer-codec12.safetensors`` (moshi layout)."""
-    from safetensors.torch import save_file
-
-    from codec12._fs import atomic_write as _atomic_write
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = codec12_to_mimi_state(codec, layout)
     if layout == "moshi":
-        _atomic_write(directory / "tokenizer-codec12.safetensors",
+        atomic_write(directory / "tokenizer-codec12.safetensors",
                       lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         return
     config = json.dumps(mimi_config_dict(codec.config), indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-    _atomic_write(directory / "config.json", lambda p: p.write_text(config))
+    atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(directory / "config.json", lambda p: p.write_text(config))
 

@@ -30,7 +30,9 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
+from codec12._fs import atomic_write
 from codec12.config import CodecConfig, QuantizerConfig, VoxtralConfig
 
 EPSILON = 1e-5  # Voxtral's codebook epsilon: embedding = embedding_sum / cluster_usage.clamp(min=EPSILON)
@@ -358,10 +360,6 @@ def save_voxtral(codec, directory: str | Path) -> None:
     under ``multimodal.audio_tokenizer_args``) and ``consolidated.safetensors`` with its ``audio_tokenizer.*``
     tensors. A trained encoder's tensors (``audio_tokenizer.input_proj.*``, ``audio_tokenizer.encoder_blocks.*``)
     can be added to a Voxtral TTS checkpoint from there."""
-    from safetensors.torch import save_file
-
-    from codec12._fs import atomic_write
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {CODEC_PREFIX + k: v for k, v in codec12_to_voxtral_state(codec).items()}

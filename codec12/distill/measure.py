@@ -35,6 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from codec12._fs import atomic_write
+
 if TYPE_CHECKING:
     import torch
 
@@ -260,10 +262,8 @@ def _run(args: argparse.Namespace) -> int:
     for e in report.errors:
         print(f"error: {e['audio']}: {e['error']}", file=sys.stderr)
     if args.out is not None:
-        out = Path(args.out)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        os.replace(tmp, out)
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write(Path(args.out), lambda p: p.write_text(text))
     return 0
 
 

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec12._fs import fsync_dir, fsync_tree
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
 from codec12.quantizers.fsq import ScalarQuantizer
 
@@ -378,12 +379,16 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             },
         }
         (tmp / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2) + "\n")
+        # Every file is complete and on disk before the first one moves in; the sidecar, which names the graphs,
+        # moves last. (The directory is not swapped whole: with overwrite, files of others in it stay.)
+        fsync_tree(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         files = {}
         for name in graphs:
             os.replace(tmp / f"{name}.onnx", out_dir / f"{name}.onnx")
             files[name] = out_dir / f"{name}.onnx"
         os.replace(tmp / SIDECAR_NAME, out_dir / SIDECAR_NAME)
+        fsync_dir(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return OnnxExport(directory=out_dir, files=files, sidecar=sidecar)

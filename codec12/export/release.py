@@ -8,12 +8,11 @@ place, reloaded strictly and checked against the in-memory model on one known in
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
-from codec12._fs import replace_dir
+from codec12._fs import atomic_directory
 from codec12.codec import Codec, load_state_dict_strict
 
 
@@ -41,16 +40,9 @@ def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[st
     if dtype != torch.float32:
         model.load_state_dict({k: v.to(dtype).float() if v.is_floating_point() else v
                                for k, v in model.state_dict().items()})
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, dtype=dtype)
         _check_reload(model, tmp, atol)
-        replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out_dir
 
 
