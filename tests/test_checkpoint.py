@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec12 import Codec, load_audio
-from codec12.codec import copy_weights
 from codec12.export.container import read_c12, write_c12
+from codec12.weights import copy_weights
 from tests.conftest import speechlike, tiny_codec, tiny_config
 
 

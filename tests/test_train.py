@@ -20,7 +20,6 @@ from torch import nn
 
 from codec12 import Codec, CodecConfig
 from codec12.cli import main as cli_main
-from codec12.codec import load_state_dict_strict
 from codec12.decoder import ISTFTDecoder
 from codec12.decoder.istft import StreamingISTFT
 from codec12.losses import (
@@ -40,6 +39,7 @@ from codec12.losses import (
 from codec12.train import NonFiniteError, Recipe, load_recipe, run
 from codec12.train.data import AudioCrops, DrawSampler, normalize_loudness, read_items, split_items
 from codec12.train.recipe import CODEC_PARTS
+from codec12.weights import load_state_dict_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -770,7 +770,7 @@ def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
     name = "quantizer.semantic.input_proj.weight"
     assert torch.equal(tensors[name], ema[name]) and not torch.equal(tensors[name], live[name])
     tensors["extra.weight"] = torch.zeros(1)
-    from codec12.codec import load_state_dict_strict
+    from codec12.weights import load_state_dict_strict
 
     with pytest.raises(ValueError, match="unexpected tensors"):
         load_state_dict_strict(Codec.from_config(codec.config), tensors, "release")

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from codec12.codec import Codec, copy_weights, load_state_dict_strict
+from codec12.codec import Codec
 from codec12.config import CodecConfig
 from codec12.train import checkpoint as ckpt
 from codec12.train.distributed import Ranks
 from codec12.train.recipe import CODEC_PARTS, Recipe
+from codec12.weights import copy_weights, load_state_dict_strict
 
 
 @dataclass
