@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from codec12.command import CLIError
+
 FORMATS = ("codec12", "mimi", "moshi", "voxtral")
 
 
@@ -52,7 +54,6 @@ def _load(source: str):
 
 def _cmd_convert(args) -> int:
     from codec12._fs import atomic_directory
-    from codec12.cli import CLIError
     from codec12.convert.mimi import save_mimi
     from codec12.convert.voxtral import save_voxtral
 

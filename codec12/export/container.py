@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from codec12._fs import atomic_write
+from codec12.command import DEFAULT_MODEL
 
 MAGIC = b"C12\x00"
 VERSION = 1
@@ -106,7 +107,6 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from codec12.cli import DEFAULT_MODEL
 
     p = sub.add_parser("encode", help="encode one audio file to a .c12 file")
     p.add_argument("input", help="audio file (any soundfile format; resampled to the model rate)")
