@@ -40,7 +40,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec12._fs import fsync_dir, fsync_tree
+from codec12.codec import Codec
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
+from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
 from codec12.quantizers.fsq import ScalarQuantizer
 
 DEFAULT_OPSET = 17
@@ -220,8 +222,6 @@ class _Step(nn.Module):
         self.side, self.q, self.mode = side, quantizer, mode
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        from codec12.nn.streaming import get_state_tensors, set_state_tensors
-
         set_state_tensors(self.side, list(state))
         if self.mode == "encoder":
             latents = self.side(x)
@@ -273,9 +273,6 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     ``out_dir`` is refused unless ``overwrite``. ``check`` runs ``onnx.checker`` (with shape inference) on
     every graph.
     """
-    from codec12.codec import Codec
-    from codec12.nn.streaming import state_spec, streaming
-
     if not isinstance(codec, Codec):
         raise ValueError(f"expected a codec12 Codec, got {type(codec).__name__}")
     if not isinstance(opset, int) or opset < 17:
