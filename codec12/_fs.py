@@ -5,27 +5,45 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
     """Write ``path`` through ``write(tmp)`` into the hidden temp name ``.NAME.tmpPID`` beside it, fsync, and
-    rename it into place (then fsync the directory)."""
+    rename it into place (then fsync the directory). Every file codec12 writes goes through here or through
+    :func:`atomic_directory`. ``write`` gets a name without the file's suffix: writers that pick a format by
+    suffix (soundfile, matplotlib) must be given the format."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         write(tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, path)
         fsync_dir(path.parent)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_directory(final: str | os.PathLike, tmp_name: str | None = None) -> Iterator[Path]:
+    """A directory written whole or not at all: the block writes into the hidden temporary directory it is given
+    (``.NAME.tmpPID`` beside ``final``, or ``tmp_name`` there); when it ends without an error, every file in it is
+    fsynced and it replaces ``final`` (:func:`replace_dir`); on an error it is removed and ``final`` is untouched."""
+    final = Path(final)
+    tmp = final.with_name(tmp_name or f".{final.name}.tmp{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        fsync_tree(tmp)
+        replace_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
 
 
 def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
@@ -41,6 +59,22 @@ def replace_dir(tmp: str | os.PathLike, final: str | os.PathLike) -> None:
     fsync_dir(final.parent)
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(directory: str | os.PathLike) -> None:
+    """fsync every file under ``directory`` and the directories themselves (before they are renamed into place)."""
+    for root, _, files in os.walk(directory):
+        for name in files:
+            fsync_file(os.path.join(root, name))
+        fsync_dir(root)
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:

@@ -10,7 +10,9 @@ import argparse
 import importlib
 import sys
 
-DEFAULT_MODEL = "c12-tiny-16k"
+from codec12.command import DEFAULT_MODEL, CLIError, add_model_argument
+
+__all__ = ["DEFAULT_MODEL", "CLIError", "add_model_argument", "build_parser", "main"]
 
 # Modules that register subcommands, in the order they appear in --help.
 COMMAND_MODULES = (
@@ -22,15 +24,6 @@ COMMAND_MODULES = (
     "codec12.eval.cli",  # eval
     "codec12.convert.cli",  # convert
 )
-
-
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback."""
-
-
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"bundled model name, model directory, or hub id (default: {DEFAULT_MODEL})")
 
 
 def build_parser() -> argparse.ArgumentParser:

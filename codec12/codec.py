@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from torch.nn.utils import parametrize
 
 from codec12._fs import atomic_write
 from codec12.config import CodecConfig, bitrate
@@ -24,6 +24,7 @@ from codec12.nn.streaming import streaming
 from codec12.nn.transformer import StreamingTransformer
 from codec12.quantizers import SplitQuantizer
 from codec12.voxtral.model import voxtral_parts
+from codec12.weights import load_state_dict_strict
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -323,35 +324,24 @@ class Codec(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
-        """Load a bundled model by name, a local directory (codec12 format, transformers Mimi format, or the
-        Voxtral TTS release: ``params.json`` + ``consolidated.safetensors``, see :mod:`codec12.convert.voxtral`),
-        or a hub id."""
+        """Load a bundled model by name, a local directory (codec12 format, or another codec's layout that a module
+        in :data:`FOREIGN_LOADERS` reads: transformers or moshi Mimi, the Voxtral TTS release), a moshi
+        ``tokenizer-*.safetensors`` file, or a hub id."""
         path = Path(name_or_dir)
-        if path.is_file() and path.suffix == ".safetensors":  # a moshi tokenizer-*.safetensors (Mimi weights)
-            from codec12.convert import mimi_from_pretrained
-
-            return mimi_from_pretrained(path).to(device).eval()
-        if not path.is_dir():
+        load = _foreign_loader(path)
+        if load is None and not path.is_dir():
             bundled = ASSETS_DIR / str(name_or_dir)
-            if bundled.is_dir():
-                path = bundled
-            else:
-                path = _download(str(name_or_dir))
+            path = bundled if bundled.is_dir() else _download(str(name_or_dir))
+            load = _foreign_loader(path)
+        if load is not None:
+            return load(path).to(device).eval()
         config_path = path / CONFIG_NAME
-        if not config_path.is_file() and (path / "params.json").is_file():  # Mistral's layout (Voxtral TTS)
-            from codec12.convert import voxtral_from_pretrained
-
-            return voxtral_from_pretrained(path).to(device).eval()
         if not config_path.is_file():
             raise ValueError(f"{path}: no {CONFIG_NAME} in this directory")
         try:
             raw = json.loads(config_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ValueError(f"{config_path}: cannot read config: {e}") from e
-        if isinstance(raw, dict) and raw.get("model_type") == "mimi":
-            from codec12.convert import mimi_from_pretrained
-
-            return mimi_from_pretrained(path).to(device).eval()
         config = CodecConfig.from_dict(raw, where=str(config_path))
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
@@ -361,80 +351,19 @@ class Codec(nn.Module):
         return codec.to(device).eval()
 
 
-def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """Load ``state`` into ``module``; missing, unexpected or mis-shaped tensors raise ValueError naming them."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-              if state[k].shape != own[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing tensors {_few(missing)}")
-    if extra:
-        problems.append(f"unexpected tensors {_few(extra)}")
-    if shapes:
-        problems.append(f"wrong shapes {_few(shapes)}")
-    if problems:
-        raise ValueError(f"{where}: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+# Other codecs' checkpoint layouts that Codec.from_pretrained reads: the module that reads each, and its loader
+# (path -> Codec). Those modules build on this one (they make codecs), so they are named here, not imported, and
+# loaded when a path is checked; each also defines ``accepts(path) -> bool``: whether a file or directory is in
+# its layout.
+FOREIGN_LOADERS = {"codec12.convert.mimi": "mimi_from_pretrained", "codec12.convert.voxtral": "voxtral_from_pretrained"}
 
 
-def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[str, ...] = ()) -> None:
-    """Copy ``source``'s weights into ``target``, the same model with or without weight norm on either side
-    (a folded release into a weight-normed training codec, or the reverse): a weight-normed ``target`` module
-    gets its (magnitude, direction) as they are when ``source`` has weight norm there too, otherwise from the plain
-    weight through the parametrization's inverse. Missing, unexpected or mis-shaped tensors raise ValueError naming
-    them. ``keep``: submodules of ``target`` (dotted names) that keep their own weights, which ``source`` need not
-    have."""
-    folded = {}
-    for name, module in source.named_modules():
-        if parametrize.is_parametrized(module, "weight"):
-            folded[f"{name}.weight"] = module.weight.detach()
-    raw = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." in k}
-    state = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." not in k}
-    state.update(folded)
-    with torch.no_grad():
-        def kept(key: str) -> bool:
-            return any(key.startswith(f"{k}.") for k in keep)
-
-        wn = {}
-        for name, module in target.named_modules():
-            if parametrize.is_parametrized(module, "weight") and not kept(f"{name}.weight"):
-                key = f"{name}.weight"
-                if key not in state:
-                    raise ValueError(f"{where}: missing tensor {key}")
-                value = state.pop(key)
-                if value.shape != module.weight.shape:
-                    raise ValueError(f"{where}: wrong shape {key}: {tuple(value.shape)} != "
-                                     f"{tuple(module.weight.shape)}")
-                wn[key] = (module, value)
-        plain = {k: v for k, v in target.state_dict().items()
-                 if ".parametrizations.weight." not in k and not kept(k)}
-        missing, extra = sorted(set(plain) - set(state)), sorted(set(state) - set(plain))
-        shapes = [k for k in set(plain) & set(state) if plain[k].shape != state[k].shape]
-        if missing or extra or shapes:
-            raise ValueError(f"{where}: " + "; ".join(
-                part for part in (missing and f"missing tensors {_few(missing)}",
-                                  extra and f"unexpected tensors {_few(extra)}",
-                                  shapes and f"wrong shapes {_few(sorted(shapes))}") if part))
-        for key, (module, value) in wn.items():
-            g, v = (raw.get(f"{key[:-len('weight')]}parametrizations.weight.original{i}") for i in (0, 1))
-            tensors = module.parametrizations.weight
-            if g is not None and v is not None and (g.shape, v.shape) == (tensors.original0.shape,
-                                                                         tensors.original1.shape):
-                # weight norm on both sides: the exact magnitude and direction (a round trip through the folded
-                # weight may move the weight by a rounding step)
-                tensors.original0.copy_(g.to(tensors.original0))
-                tensors.original1.copy_(v.to(tensors.original1))
-            else:
-                module.weight = value.to(module.weight)  # the parametrization's right_inverse sets both
-        target.load_state_dict(state, strict=False)
-
-
-def _few(items: list[str], n: int = 8) -> str:
-    shown = ", ".join(items[:n])
-    return f"[{shown}{f', ... ({len(items)} in all)' if len(items) > n else ''}]"
+def _foreign_loader(path: Path) -> Callable[[Path], Codec] | None:
+    for name, loader in FOREIGN_LOADERS.items():
+        module = importlib.import_module(name)
+        if module.accepts(path):
+            return getattr(module, loader)
+    return None
 
 
 def _download(repo_id: str) -> Path:

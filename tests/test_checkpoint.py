@@ -1,6 +1,8 @@
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,8 +10,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from codec12 import Codec, load_audio
-from codec12.codec import copy_weights
 from codec12.export.container import read_c12, write_c12
+from codec12.weights import copy_weights
 from tests.conftest import speechlike, tiny_codec, tiny_config
 
 
@@ -149,3 +151,39 @@ def test_copy_weights_between_folded_and_weight_normed_models(tmp_path):
     with pytest.raises(ValueError, match=r"^x: (missing|unexpected|wrong shape)"):
         copy_weights(release, Codec.from_config(tiny_config().replace(latent_dim=16, depthwise_upsample=False)), "x")
 
+
+
+def test_atomic_outputs_are_whole_or_absent(tmp_path, monkeypatch):
+    """atomic_write and atomic_directory: a failing writer leaves what was there and no temporary behind; a
+    finished one replaces it, its files fsynced before the rename."""
+    from codec12 import _fs
+
+    synced = []
+    monkeypatch.setattr(_fs, "fsync_file", lambda p: synced.append(Path(p).name))
+    target = tmp_path / "file.json"
+    target.write_text("old")
+
+    def failing(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _fs.atomic_write(target, failing)
+    assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["file.json"]
+    _fs.atomic_write(target, lambda p: p.write_text("new"))
+    assert target.read_text() == "new" and synced == [f".file.json.tmp{os.getpid()}"]
+
+    directory = tmp_path / "model"
+    directory.mkdir()
+    (directory / "a.txt").write_text("old")
+    with pytest.raises(OSError, match="disk full"):
+        with _fs.atomic_directory(directory) as tmp:
+            (tmp / "a.txt").write_text("half")
+            raise OSError("disk full")
+    assert [p.name for p in directory.iterdir()] == ["a.txt"] and (directory / "a.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.json", "model"]
+    synced.clear()
+    with _fs.atomic_directory(directory) as tmp:
+        (tmp / "b.txt").write_text("new")
+    assert [p.name for p in directory.iterdir()] == ["b.txt"] and synced == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.json", "model"]

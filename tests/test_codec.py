@@ -6,7 +6,7 @@ import torch
 
 from codec12 import Codec, CodecConfig
 from codec12.codec import CodecOutput
-from tests.conftest import tiny_codec, tiny_config
+from tests.conftest import distinct_codes, tiny_codec, tiny_config
 
 VARIANTS = [
     dict(sample_rate=16000, acoustic="rvq", layout="shared"),
@@ -53,8 +53,10 @@ def test_properties_and_bitrate():
 
 def test_encode_latents_then_quantize_equals_encode():
     codec = tiny_codec(acoustic="fsq", layout="concat")
-    wav = noise(codec, 6)
-    assert torch.equal(codec.quantizer.encode(codec.encode_latents(wav)), codec.encode(wav))
+    wav = noise(codec, 6, batch=2)
+    codes = codec.encode(wav)
+    assert min(distinct_codes(codes)) >= 3, distinct_codes(codes)
+    assert torch.equal(codec.quantizer.encode(codec.encode_latents(wav)), codes)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
@@ -68,6 +70,7 @@ def test_streaming_equals_offline(variant):
         # the whole file's F0 add up (test_harmonic.py bounds them); in float64 the two agree to rounding.
         codec, wav, tolerance = codec.double(), wav.double(), 1e-9
     codes, z = codec.encode(wav), codec.encode_latents(wav)
+    assert min(distinct_codes(codes)) >= 4, distinct_codes(codes)  # every row varies: its parity means something
     audio, audio_z = codec.decode(codes), codec.decode_latents(z)
     fs = codec.frame_size
     for chunk in (1, 2, 5):
@@ -227,4 +230,18 @@ def test_half_precision_models_decode():
         codec = tiny_codec(**kwargs).to(torch.bfloat16)
         codes = codec.encode(noise(codec, 3))
         assert codec.decode(codes).dtype == torch.bfloat16
-        assert not codec.decode_latents(codec.encode_latents(noise(codec, 3))).requires_grad
+        z = codec.encode_latents(noise(codec, 3))
+        audio = codec.decode_latents(z)
+        assert z.dtype == audio.dtype == torch.bfloat16 and audio.shape == (1, 1, 3 * codec.frame_size)
+
+
+def test_inference_api_builds_no_autograd_graph():
+    """The weights require gradients (a model being trained), yet what the inference API returns carries no
+    graph, even from latents that require gradients."""
+    codec = tiny_codec()
+    assert all(p.requires_grad for p in codec.parameters())
+    wav = noise(codec, 3).requires_grad_(True)
+    z = codec.encode_latents(wav)
+    assert not z.requires_grad and not codec.encode(wav).requires_grad
+    assert not codec.decode_latents(z.clone().requires_grad_(True)).requires_grad
+    assert not codec.decode(codec.encode(wav)).requires_grad

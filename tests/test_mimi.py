@@ -28,6 +28,9 @@ FRAME = 1920
 TINY = dict(hidden_size=32, num_filters=4, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
             intermediate_size=64, codebook_size=16, codebook_dim=8, vector_quantization_hidden_dimension=8,
             num_quantizers=5, sliding_window=5, upsample_groups=32, layer_scale_initial_scale=1.0)
+# Largest audio difference to transformers allowed (audio peaks near 1). Measured on these models at most 3.0e-7
+# offline and 5.4e-7 streamed (one or two threads); the rotary embedding turned the other way gives 8e-6.
+AUDIO_TOLERANCE = 1e-6
 
 
 def _entries(z: torch.Tensor, shape, g: torch.Generator) -> torch.Tensor:
@@ -138,21 +141,21 @@ def test_offline_parity_all_and_fewer_codebooks(mimi):
     codes = codec.encode(audio)
     assert min(_unique_codes(codes)) >= 4, "degenerate codebooks would make parity vacuous"
     assert torch.equal(codes, ref_codes)
-    assert (codec.decode(codes) - ref_audio).abs().max() <= 1e-4
+    assert (codec.decode(codes) - ref_audio).abs().max() <= AUDIO_TOLERANCE
     for k in (1, 3):
         ref_codes_k, ref_audio_k = _reference(model, audio, k)
         assert torch.equal(codec.encode(audio, num_codebooks=k), ref_codes_k)
-        assert (codec.decode(ref_codes_k) - ref_audio_k).abs().max() <= 1e-4
+        assert (codec.decode(ref_codes_k) - ref_audio_k).abs().max() <= AUDIO_TOLERANCE
 
 
 def test_parity_is_sensitive_to_the_attention_window(mimi):
-    """The test audio crosses the 5-step window: a 6-step window would fail the 1e-4 audio bound."""
+    """The test audio crosses the 5-step window: a 6-step window would fail the audio bound by far."""
     _, _, codec, audio, _, _ = mimi
     wrong = Codec.from_config(codec.config.replace(
         transformer=dataclasses.replace(codec.config.transformer, context=6))).eval()
     wrong.load_state_dict(codec.state_dict())
     codes = codec.encode(audio)
-    assert (wrong.decode(codes) - codec.decode(codes)).abs().max() > 2e-4  # twice the parity bound
+    assert (wrong.decode(codes) - codec.decode(codes)).abs().max() > 2e-4  # 200 times the parity bound
 
 
 @pytest.mark.parametrize("chunk_frames", [1, 2, 5])
@@ -165,7 +168,7 @@ def test_streaming_parity(mimi, chunk_frames):
             codes.append(step)
             wav.append(codec.decode(step))
     assert torch.equal(torch.cat(codes, dim=-1), ref_codes)
-    assert (torch.cat(wav, dim=-1) - ref_audio).abs().max() <= 1e-4
+    assert (torch.cat(wav, dim=-1) - ref_audio).abs().max() <= AUDIO_TOLERANCE
 
 
 def test_nested_transformers_state_dict_names(mimi, tmp_path):
@@ -229,7 +232,7 @@ def test_save_mimi_loads_in_transformers(mimi, tmp_path):
     save_mimi(codec, tmp_path)
     back = transformers.MimiModel.from_pretrained(tmp_path).eval()
     codes, wav = _reference(back, audio)
-    assert torch.equal(codes, ref_codes) and (wav - ref_audio).abs().max() <= 1e-4
+    assert torch.equal(codes, ref_codes) and torch.equal(wav, ref_audio)  # the same weights in the same model
     assert torch.equal(load_file(str(tmp_path / "model.safetensors"))[
         "quantizer.semantic_residual_vector_quantizer.layers.0.codebook.embed_sum"],
         model.quantizer.semantic_residual_vector_quantizer.layers[0].codebook.embed_sum)
@@ -287,7 +290,7 @@ def test_moshi_package_parity(tmp_path):
     codes = codec.encode(audio)
     assert min(_unique_codes(codes)) >= 4
     assert torch.equal(codes, ref_codes)
-    assert (codec.decode(codes) - ref_audio).abs().max() <= 1e-4
+    assert (codec.decode(codes) - ref_audio).abs().max() <= 3e-7  # measured 6e-8 to 7.5e-8 (peaks near 0.2)
 
 
 # ---------------------------------------------------------------------------------------------------- errors

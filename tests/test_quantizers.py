@@ -12,7 +12,7 @@ def fit_codebooks(rvq: ResidualVQ, x: torch.Tensor) -> None:
         residual = x - rvq.decode(rvq.encode(x, level)) if level else x
         flat = residual.transpose(1, 2).reshape(-1, residual.shape[1])
         pick = torch.randperm(flat.shape[0], generator=g)[: rvq.codebook_size]
-        rvq.layers[level]._codebook.embed[0].copy_(flat[pick])
+        rvq.set_codebook(level, flat[pick])
 
 
 def test_rvq_error_decreases_with_each_level():
@@ -85,16 +85,41 @@ def test_fsq_full_voxtral_size_builds():
     assert codes.shape == (1, 37, 4) and q.codebook_sizes == (64,) + (21,) * 36
 
 
+def _nearest(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """By hand: x [B, D, T], table [N, D] -> index of the nearest entry (squared Euclidean distance) [B, T]."""
+    return (x.transpose(1, 2)[..., None, :] - table).pow(2).sum(-1).argmin(-1)
+
+
 @pytest.mark.parametrize("layout", ["shared", "concat"])
 def test_split_decode_of_encode_is_consistent(layout):
     torch.manual_seed(0)
     cfg = QuantizerConfig(layout=layout, semantic_codebook_size=64, semantic_dim=8, num_acoustic=3,
                           acoustic_codebook_size=32, acoustic_dim=8)
     q = SplitQuantizer(cfg, 16 if layout == "concat" else 24).eval()
+    g = torch.Generator().manual_seed(1)
+    for rvq in (q.semantic, q.acoustic):  # entries at the inputs' scale, so that the codes vary
+        for level in range(rvq.num_levels):
+            rvq.set_codebook(level, 0.5 * torch.randn(rvq.codebook(level).shape, generator=g))
     x = torch.randn(2, q.latent_dim, 6)
     codes = q.encode(x)
     assert codes.shape == (2, 4, 6)
+    assert min(len(codes[:, k].unique()) for k in range(4)) >= 6
     # decoding is deterministic and re-encoding the semantic part of a decoded latent is a fixed point
     assert torch.equal(q.decode(codes), q.decode(codes.clone()))
     if layout == "concat":
         assert torch.equal(q.encode(q.decode(codes[:, :1]))[:, :1], codes[:, :1])
+    # The values, by hand. Shared: both branches read the whole latent and their outputs add up (Mimi); concat:
+    # the semantic branch reads the first semantic_dim channels, the acoustic one the rest, outputs side by side.
+    s, a = (x, x) if layout == "shared" else (x[:, :8], x[:, 8:])
+    assert torch.equal(codes[:, 0], _nearest(q.semantic.input_proj(s), q.semantic.codebook(0)))
+    semantic = q.semantic.output_proj(q.semantic.codebook(0)[codes[:, 0]].transpose(1, 2))
+    only_semantic = semantic if layout == "shared" else torch.cat([semantic, torch.zeros_like(a)], dim=1)
+    assert torch.allclose(q.decode(codes[:, :1]), only_semantic, atol=1e-6)
+    residual, acoustic = q.acoustic.input_proj(a), 0
+    for level in range(3):
+        assert torch.equal(codes[:, 1 + level], _nearest(residual, q.acoustic.codebook(level)))
+        entry = q.acoustic.codebook(level)[codes[:, 1 + level]].transpose(1, 2)
+        residual, acoustic = residual - entry, acoustic + entry
+        parts = (semantic, q.acoustic.output_proj(acoustic))
+        expected = parts[0] + parts[1] if layout == "shared" else torch.cat(parts, dim=1)
+        assert torch.allclose(q.decode(codes[:, : 2 + level]), expected, atol=1e-6), level

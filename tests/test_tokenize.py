@@ -32,7 +32,7 @@ from codec12.data.tokenize import (
     shard_paths,
     tokenize_dataset,
 )
-from tests.conftest import speechlike, tiny_codec
+from tests.conftest import distinct_codes, speechlike, tiny_codec
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -99,6 +99,8 @@ def test_outputs_equal_python_api(tokenized, dataset, codec):
     assert len(shard_paths(tokenized)) == math.ceil(len(GOOD) / 3)
     rows = {r["id"]: r for r in table.to_pylist()}
     assert sorted(rows) == sorted(str(Path(name).with_suffix("")) for name, *_ in GOOD)
+    every = np.concatenate([np.array(r["codes"]) for r in rows.values()], axis=-1)[None]
+    assert min(distinct_codes(every)) >= 8, distinct_codes(every)  # the comparisons below compare codes that vary
     for name, *_ in GOOD:
         row = rows[str(Path(name).with_suffix(""))]
         codes, latents, n = reference(codec, dataset / name)

@@ -20,7 +20,6 @@ from torch import nn
 
 from codec12 import Codec, CodecConfig
 from codec12.cli import main as cli_main
-from codec12.codec import load_state_dict_strict
 from codec12.decoder import ISTFTDecoder
 from codec12.decoder.istft import StreamingISTFT
 from codec12.losses import (
@@ -38,8 +37,9 @@ from codec12.losses import (
     generator_loss,
 )
 from codec12.train import NonFiniteError, Recipe, load_recipe, run
-from codec12.train.data import AudioCrops, DrawSampler, read_items, split_items
+from codec12.train.data import AudioCrops, DrawSampler, normalize_loudness, read_items, split_items
 from codec12.train.recipe import CODEC_PARTS
+from codec12.weights import load_state_dict_strict
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
@@ -444,6 +444,31 @@ def test_two_step_smoke_run_of_each_recipe(name, audio_dir, tmp_path):
         assert "distiller" in {p.stem for p in result.checkpoint.glob("*.safetensors")}
 
 
+def test_training_on_one_clip_lowers_its_reconstruction_loss(tmp_path):
+    """40 steps on one clip: the model reconstructs that clip far better than the same model untrained did.
+    Gradient ascent (a loss with the wrong sign), an optimizer that never steps or a loss that does not reach
+    the weights fail this. Measured: mel 0.556 -> 0.29 and STFT 3.03 -> 1.58 through the codes; the ascent
+    ends near mel 4 and STFT 2000."""
+    data = tmp_path / "clip"
+    data.mkdir()
+    sf.write(str(data / "clip.wav"), speechlike(2.0, 16000), 16000)
+    recipe = tiny_recipe("tiny-16k-cpu", data, optim={"warmup_steps": 1, "lr": 3e-3},
+                         train={"steps": 40, "log_every": 10, "valid_every": 1000, "ema_decay": 0.0})
+    result = run(recipe, tmp_path / "run", progress=False)
+    torch.manual_seed(recipe.seed)  # the trainer's starting weights: the same seed, the same config
+    untrained = Codec.from_config(recipe.model.codec_config()).eval()
+    trained = Codec.from_pretrained(result.release)
+    wav = normalize_loudness(torch.from_numpy(speechlike(2.0, 16000).T), recipe.data.loudness_db,
+                             recipe.data.max_gain_db)[None]  # the clip as training saw it
+    mel = MelLoss(16000, recipe.losses.mel_n_mels, recipe.losses.mel_win_lengths)
+    stft = MultiResolutionSTFTLoss(recipe.losses.stft_fft_sizes)
+    before, after = ([float(loss(c.decode(c.encode(wav)), wav)) for loss in (mel, stft)]
+                     for c in (untrained, trained))
+    assert after[0] < 0.65 * before[0] and after[1] < 0.65 * before[1], (before, after)
+    train = [r for r in read_log(tmp_path / "run") if "total" in r]
+    assert train[-1]["mel"] < 0.85 * train[0]["mel"], [r["mel"] for r in train]  # measured 0.41 -> 0.30
+
+
 def test_resume_is_exact(audio_dir, tmp_path):
     """4 steps straight == 2 steps, resume, 2 more: every weight, codebook, optimizer moment and EMA."""
     recipe = with_fake_distill(tiny_recipe(
@@ -745,7 +770,7 @@ def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
     name = "quantizer.semantic.input_proj.weight"
     assert torch.equal(tensors[name], ema[name]) and not torch.equal(tensors[name], live[name])
     tensors["extra.weight"] = torch.zeros(1)
-    from codec12.codec import load_state_dict_strict
+    from codec12.weights import load_state_dict_strict
 
     with pytest.raises(ValueError, match="unexpected tensors"):
         load_state_dict_strict(Codec.from_config(codec.config), tensors, "release")

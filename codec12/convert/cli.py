@@ -3,9 +3,9 @@ directory -> a codec12 model dir (and back)."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
+
+from codec12.command import CLIError
 
 FORMATS = ("codec12", "mimi", "moshi", "voxtral")
 
@@ -53,8 +53,7 @@ def _load(source: str):
 
 
 def _cmd_convert(args) -> int:
-    from codec12._fs import replace_dir
-    from codec12.cli import CLIError
+    from codec12._fs import atomic_directory
     from codec12.convert.mimi import save_mimi
     from codec12.convert.voxtral import save_voxtral
 
@@ -67,20 +66,13 @@ def _cmd_convert(args) -> int:
     if args.format in ("mimi", "moshi") and codec.config.norm != "none":
         codec.fold_weight_norm()
     # Write next to the destination, then swap it in: an interrupted run leaves the old output intact.
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with atomic_directory(out) as tmp:
         if args.format == "codec12":
             codec.save_pretrained(tmp)
         elif args.format == "voxtral":
             save_voxtral(codec, tmp)
         else:
             save_mimi(codec, tmp, layout="transformers" if args.format == "mimi" else "moshi")
-        replace_dir(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     c = codec.config
     n_params = sum(p.numel() for p in codec.parameters())
     print(f"wrote {out} ({args.format}): {n_params / 1e6:.1f}M parameters, {c.sample_rate} Hz, "

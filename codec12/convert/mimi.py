@@ -28,8 +28,14 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
+from codec12._fs import atomic_write
+from codec12.codec import Codec
 from codec12.config import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
+from codec12.nn.conv import StreamingConvTranspose1d
+from codec12.nn.transformer import Attention
+from codec12.weights import few, load_state_dict_strict
 
 EPSILON = 1e-5  # Mimi's codebook epsilon: embed = embed_sum / cluster_usage.clamp(min=EPSILON)
 LAYOUTS = ("transformers", "moshi")
@@ -266,9 +272,6 @@ def detect_layout(keys, where: str = "checkpoint") -> str:
 
 def _structure(codec) -> tuple[frozenset[str], list[str], list[str]]:
     """(transposed conv owners, attention module prefixes, codebook-layer prefixes) of a codec12 model."""
-    from codec12.nn.conv import StreamingConvTranspose1d
-    from codec12.nn.transformer import Attention
-
     transposed = frozenset(n for n, m in codec.named_modules() if isinstance(m, StreamingConvTranspose1d))
     attention = [n for n, m in codec.named_modules() if isinstance(m, Attention)]
     codebooks = sorted({k[: -len("._codebook.embed")] for k in codec.state_dict() if k.endswith("._codebook.embed")})
@@ -310,10 +313,8 @@ def mimi_state_to_codec12(state: dict[str, torch.Tensor], codec, where: str = "c
     expected = _expected(layout, codec)
     missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or extra:
-        from codec12.codec import _few
-
-        parts = ([f"missing tensors {_few(missing)}"] if missing else []) + \
-                ([f"unexpected tensors {_few(extra)}"] if extra else [])
+        parts = ([f"missing tensors {few(missing)}"] if missing else []) + \
+                ([f"unexpected tensors {few(extra)}"] if extra else [])
         raise ValueError(f"{where}: not a Mimi checkpoint matching its config ({layout} layout): " + "; ".join(parts))
 
     transposed, attention, codebooks = _structure(codec)
@@ -419,7 +420,18 @@ def _read_mimi_config(path: Path) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) and raw.get("model_type") == "mimi" else None
 
 
-def mimi_from_pretrained(path: str | Path, *, name: str = "mimi"):
+def accepts(path: Path) -> bool:
+    """Whether :meth:`Codec.from_pretrained` should read ``path`` as Mimi: a ``.safetensors`` file (moshi's
+    ``tokenizer-*.safetensors``, or either layout), or a directory whose ``config.json`` says ``model_type: mimi``."""
+    if path.is_file():
+        return path.suffix == ".safetensors"
+    try:
+        return path.is_dir() and _read_mimi_config(path / "config.json") is not None
+    except ValueError:  # an unreadable config.json: Codec.from_pretrained reports it
+        return False
+
+
+def mimi_from_pretrained(path: str | Path, *, name: str = "mimi") -> Codec:
     """Load a Mimi checkpoint as a codec12 :class:`~codec12.Codec` (eval mode, float32, CPU).
 
     ``path``: a directory with a transformers ``config.json`` (``model_type: "mimi"``) and ``model.safetensors``
@@ -427,8 +439,6 @@ def mimi_from_pretrained(path: str | Path, *, name: str = "mimi"):
     a moshi ``tokenizer-*.safetensors`` (default Mimi config unless a Mimi ``config.json`` sits next to it), or
     any ``.safetensors`` file in either layout.
     """
-    from codec12.codec import Codec, load_state_dict_strict
-
     path = Path(path)
     if path.is_dir():
         directory, files = path, _weight_files(path)
@@ -449,22 +459,19 @@ def mimi_from_pretrained(path: str | Path, *, name: str = "mimi"):
     return codec.eval()
 
 
+
 def save_mimi(codec, directory: str | Path, layout: str = "transformers") -> None:
     """Write a codec12 model of Mimi's topology as a Mimi checkpoint: ``config.json`` + ``model.safetensors``
     (transformers layout, loadable with ``transformers.MimiModel.from_pretrained``) or a moshi
     ``tokenizer-codec12.safetensors`` (moshi layout)."""
-    from safetensors.torch import save_file
-
-    from codec12._fs import atomic_write as _atomic_write
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = codec12_to_mimi_state(codec, layout)
     if layout == "moshi":
-        _atomic_write(directory / "tokenizer-codec12.safetensors",
+        atomic_write(directory / "tokenizer-codec12.safetensors",
                       lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         return
     config = json.dumps(mimi_config_dict(codec.config), indent=2, sort_keys=True) + "\n"
-    _atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
-    _atomic_write(directory / "config.json", lambda p: p.write_text(config))
+    atomic_write(directory / "model.safetensors", lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
+    atomic_write(directory / "config.json", lambda p: p.write_text(config))
 

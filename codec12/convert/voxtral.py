@@ -30,8 +30,12 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import save_file
 
+from codec12._fs import atomic_write
+from codec12.codec import Codec
 from codec12.config import CodecConfig, QuantizerConfig, VoxtralConfig
+from codec12.weights import few, load_state_dict_strict
 
 EPSILON = 1e-5  # Voxtral's codebook epsilon: embedding = embedding_sum / cluster_usage.clamp(min=EPSILON)
 CODEC_PREFIX = "audio_tokenizer."
@@ -224,9 +228,7 @@ def voxtral_state_to_codec12(state: dict[str, torch.Tensor], codec, where: str =
     shapes = [f"{names[k]}: {tuple(out[k].shape)} != {tuple(own[k].shape)}" for k in sorted(wanted & set(out))
               if out[k].shape != own[k].shape]
     if missing or unexpected or shapes:
-        from codec12.codec import _few
-
-        parts = [f"{label} {_few(items)}" for label, items in (("missing tensors", missing),
+        parts = [f"{label} {few(items)}" for label, items in (("missing tensors", missing),
                                                                 ("unexpected tensors", sorted(unexpected)),
                                                                 ("wrong shapes", shapes)) if items]
         raise ValueError(f"{where}: not a Voxtral codec matching its arguments: " + "; ".join(parts))
@@ -324,25 +326,27 @@ def read_voxtral(directory: str | Path) -> VoxtralCheckpoint:
             elif not key.startswith(CODEC_PREFIX):
                 unknown.append(key)
     if unknown:
-        from codec12.codec import _few
-
         raise ValueError(f"{directory}: tensors that are neither the codec's ({CODEC_PREFIX}*) nor the TTS model's "
-                         f"({', '.join(p + '*' for p in TTS_PREFIXES)}): {_few(sorted(unknown))}")
+                         f"({', '.join(p + '*' for p in TTS_PREFIXES)}): {few(sorted(unknown))}")
     if not tensors:
         raise ValueError(f"{directory}: no {CODEC_PREFIX}* tensors in {[f.name for f in files]}")
     return VoxtralCheckpoint(args=args, tensors=tensors, left_out=left_out, files=files)
 
 
-def voxtral_from_pretrained(path: str | Path, *, name: str = "voxtral"):
+def accepts(path: Path) -> bool:
+    """Whether :meth:`Codec.from_pretrained` should read ``path`` as Voxtral TTS: a directory with Mistral's
+    ``params.json`` and no ``config.json``."""
+    return path.is_dir() and not (path / "config.json").is_file() and (path / PARAMS_NAME).is_file()
+
+
+def voxtral_from_pretrained(path: str | Path, *, name: str = "voxtral") -> Codec:
     """Load the codec of a Voxtral TTS model directory as a codec12 :class:`~codec12.Codec` (eval mode, float32,
     CPU): decode-only when the checkpoint has no encoder weights (the open release)."""
     return voxtral_codec(read_voxtral(path), name=name)
 
 
-def voxtral_codec(checkpoint: VoxtralCheckpoint, *, name: str = "voxtral"):
+def voxtral_codec(checkpoint: VoxtralCheckpoint, *, name: str = "voxtral") -> Codec:
     """The codec12 :class:`~codec12.Codec` of a checkpoint :func:`read_voxtral` read (eval mode, float32, CPU)."""
-    from codec12.codec import Codec, load_state_dict_strict
-
     directory = checkpoint.files[0].parent
     where = str(checkpoint.files[0]) if len(checkpoint.files) == 1 else str(directory)
     # Any encoder tensor makes it a full model: one that has only some of them then fails below, naming the rest.
@@ -353,15 +357,12 @@ def voxtral_codec(checkpoint: VoxtralCheckpoint, *, name: str = "voxtral"):
     return codec.eval()
 
 
+
 def save_voxtral(codec, directory: str | Path) -> None:
     """Write a codec12 model of Voxtral's topology in Voxtral's layout: ``params.json`` (the codec's arguments
     under ``multimodal.audio_tokenizer_args``) and ``consolidated.safetensors`` with its ``audio_tokenizer.*``
     tensors. A trained encoder's tensors (``audio_tokenizer.input_proj.*``, ``audio_tokenizer.encoder_blocks.*``)
     can be added to a Voxtral TTS checkpoint from there."""
-    from safetensors.torch import save_file
-
-    from codec12._fs import atomic_write
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {CODEC_PREFIX + k: v for k, v in codec12_to_voxtral_state(codec).items()}

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from codec12.command import DEFAULT_MODEL, CLIError
+
 
 def _distributed() -> tuple[int, int, int]:
     """(rank, world size, local rank) from the torchrun environment; (0, 1, 0) otherwise."""
@@ -49,7 +51,6 @@ def _setup_logging(quiet: bool, prefix: str) -> None:
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
     from codec12 import Codec
-    from codec12.cli import CLIError
     from codec12.data.inputs import discover_inputs
     from codec12.data.tokenize import TokenizeOptions, tokenize_dataset
 
@@ -106,7 +107,6 @@ def _cmd_detokenize(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from codec12.cli import DEFAULT_MODEL
 
     p = sub.add_parser("tokenize", help="tokenize a dataset into Parquet shards (resumable, parallel)",
                        description="Encode every audio file of INPUT into codes stored in Parquet shards under "

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from codec12 import __version__
 from codec12._fs import atomic_write as _atomic_write
 from codec12.audio import load_audio
 from codec12.data.blocks import iter_audio_blocks, probe_audio
@@ -137,8 +138,6 @@ class TokenizeSummary:
 # ---------------------------------------------------------------- dataset metadata and files on disk
 def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool) -> dict:
     """The ``codec12_meta.json`` content for a dataset tokenized by ``codec``."""
-    from codec12 import __version__
-
     return {
         "format_version": META_FORMAT_VERSION,
         "model": codec.config.name or str(model_source),

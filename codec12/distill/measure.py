@@ -35,6 +35,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from codec12._fs import atomic_write
+from codec12.command import CLIError, add_model_argument
+
 if TYPE_CHECKING:
     import torch
 
@@ -249,7 +252,6 @@ def format_report(report: SemanticReport) -> str:
 # ---- command line
 def _run(args: argparse.Namespace) -> int:
     from codec12 import Codec
-    from codec12.cli import CLIError
 
     if args.out is not None and Path(args.out).exists() and not args.force:
         raise CLIError(f"{args.out} exists (use -f to overwrite)")
@@ -260,15 +262,12 @@ def _run(args: argparse.Namespace) -> int:
     for e in report.errors:
         print(f"error: {e['audio']}: {e['error']}", file=sys.stderr)
     if args.out is not None:
-        out = Path(args.out)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-        os.replace(tmp, out)
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+        atomic_write(Path(args.out), lambda p: p.write_text(text))
     return 0
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    from codec12.cli import add_model_argument
 
     parser.add_argument("alignments", help="JSONL alignment file (per-frame 'phones' or 'intervals' per utterance)")
     add_model_argument(parser)
@@ -287,7 +286,6 @@ def add_parsers(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from codec12.cli import CLIError
 
     parser = argparse.ArgumentParser(prog="python -m codec12.distill.measure", description=__doc__.split("\n\n")[0])
     _configure(parser)

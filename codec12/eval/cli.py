@@ -6,13 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from codec12.command import CLIError, add_model_argument
+
 _DESCRIPTION = """Round-trip every audio file of --data through a codec12 model (at one or several numbers of
 codebooks, and in continuous mode with --continuous) and through classical baselines, score each against the
 original at 16 kHz, and write metrics.csv, summary.json, report.md and report.html to --out."""
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from codec12.cli import CLIError
     from codec12.eval.harness import build_systems, evaluate, parse_int_list, read_manifest
     from codec12.eval.metrics import parse_metrics
     from codec12.eval.systems import BASELINES, parse_baseline
@@ -60,7 +61,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def add_parsers(subparsers) -> None:
-    from codec12.cli import add_model_argument
 
     p = subparsers.add_parser("eval", help="score a model and classical baselines on a directory of audio",
                               description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from codec12._fs import AUDIO_EXTENSIONS, find_audio_files
+from codec12._fs import AUDIO_EXTENSIONS, atomic_write, find_audio_files
 from codec12.eval.align import align, fit_length
 from codec12.eval.metrics import CORE_METRICS, METRICS, SAMPLE_RATE, MetricError, MetricUnavailable
 from codec12.eval.systems import (
@@ -218,13 +218,7 @@ def _write_csv(path: Path, rows: list[dict], metrics: list[str]) -> None:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def _slug(text: str) -> str:
@@ -241,9 +235,8 @@ def _write_example(out_dir: Path, file_id: str, decoded: dict[str, np.ndarray]) 
     audio = {}
     for name, wav in decoded.items():
         rel = f"audio/{slug}/{_slug(name)}.wav"
-        tmp = out_dir / f"{rel}.tmp.wav"
-        sf.write(str(tmp), np.clip(wav, -1, 1), SAMPLE_RATE, subtype="PCM_16")
-        os.replace(tmp, out_dir / rel)
+        atomic_write(out_dir / rel, lambda p, wav=wav: sf.write(str(p), np.clip(wav, -1, 1), SAMPLE_RATE,
+                                                                 subtype="PCM_16", format="WAV"))
         audio[name] = rel
     png = f"spectrograms/{slug}.png"
     spectrogram_png(out_dir / png, decoded, title=file_id)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import html
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from codec12._fs import atomic_write
 from codec12.eval.metrics import METRICS, SAMPLE_RATE
 
 
@@ -39,14 +39,10 @@ def spectrogram_png(path: Path, signals: dict[str, np.ndarray], title: str = "")
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=80)
-        os.replace(tmp, path)
+        atomic_write(path, lambda p: fig.savefig(p, dpi=80, format="png"))
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _cell(entry: dict, metric: str) -> str:
@@ -156,10 +152,4 @@ def _best_rows(result, rows: list[list[str]]) -> set[tuple[int, int]]:
 
 
 def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))

@@ -9,9 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from codec12.command import CLIError
+
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from codec12.cli import CLIError
     from codec12.codec import Codec
     from codec12.export.onnx import SIDECAR_NAME, export_onnx
 
@@ -29,8 +30,7 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_release(args: argparse.Namespace) -> int:
-    from codec12.cli import CLIError
-    from codec12.export.release import release_from_checkpoint
+    from codec12.train.release import release_from_checkpoint
 
     out = Path(args.out_dir)
     if out.exists() and not args.force:

@@ -16,6 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from codec12._fs import atomic_write
+from codec12.command import DEFAULT_MODEL
+
 MAGIC = b"C12\x00"
 VERSION = 1
 _HEAD = struct.Struct("<4sBI")
@@ -31,17 +34,8 @@ def write_c12(path: str | os.PathLike, codes, header: dict[str, Any]) -> None:
         raise ValueError(f"{path}: codes must fit uint16")
     header = {**header, "num_codebooks": int(codes.shape[0]), "num_frames": int(codes.shape[1])}
     blob = json.dumps(header, sort_keys=True).encode()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(_HEAD.pack(MAGIC, VERSION, len(blob)))
-            f.write(blob)
-            f.write(codes.astype("<u2").tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda p: p.write_bytes(_HEAD.pack(MAGIC, VERSION, len(blob)) + blob
+                                              + codes.astype("<u2").tobytes()))
 
 
 def read_c12(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
@@ -113,7 +107,6 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    from codec12.cli import DEFAULT_MODEL
 
     p = sub.add_parser("encode", help="encode one audio file to a .c12 file")
     p.add_argument("input", help="audio file (any soundfile format; resampled to the model rate)")

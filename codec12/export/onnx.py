@@ -39,7 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from codec12._fs import fsync_dir, fsync_tree
+from codec12.codec import Codec
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
+from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
 from codec12.quantizers.fsq import ScalarQuantizer
 
 DEFAULT_OPSET = 17
@@ -219,8 +222,6 @@ class _Step(nn.Module):
         self.side, self.q, self.mode = side, quantizer, mode
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        from codec12.nn.streaming import get_state_tensors, set_state_tensors
-
         set_state_tensors(self.side, list(state))
         if self.mode == "encoder":
             latents = self.side(x)
@@ -272,9 +273,6 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     ``out_dir`` is refused unless ``overwrite``. ``check`` runs ``onnx.checker`` (with shape inference) on
     every graph.
     """
-    from codec12.codec import Codec
-    from codec12.nn.streaming import state_spec, streaming
-
     if not isinstance(codec, Codec):
         raise ValueError(f"expected a codec12 Codec, got {type(codec).__name__}")
     if not isinstance(opset, int) or opset < 17:
@@ -378,12 +376,16 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             },
         }
         (tmp / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2) + "\n")
+        # Every file is complete and on disk before the first one moves in; the sidecar, which names the graphs,
+        # moves last. (The directory is not swapped whole: with overwrite, files of others in it stay.)
+        fsync_tree(tmp)
         out_dir.mkdir(parents=True, exist_ok=True)
         files = {}
         for name in graphs:
             os.replace(tmp / f"{name}.onnx", out_dir / f"{name}.onnx")
             files[name] = out_dir / f"{name}.onnx"
         os.replace(tmp / SIDECAR_NAME, out_dir / SIDECAR_NAME)
+        fsync_dir(out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return OnnxExport(directory=out_dir, files=files, sidecar=sidecar)

@@ -8,13 +8,12 @@ place, reloaded strictly and checked against the in-memory model on one known in
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
-from codec12._fs import replace_dir
-from codec12.codec import Codec, load_state_dict_strict
+from codec12._fs import atomic_directory
+from codec12.codec import Codec
 
 
 def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[str, torch.Tensor] | None = None,
@@ -41,16 +40,9 @@ def export_release(codec: Codec, out_dir: str | os.PathLike, *, weights: dict[st
     if dtype != torch.float32:
         model.load_state_dict({k: v.to(dtype).float() if v.is_floating_point() else v
                                for k, v in model.state_dict().items()})
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with atomic_directory(out_dir) as tmp:
         model.save_pretrained(tmp, dtype=dtype)
         _check_reload(model, tmp, atol)
-        replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     return out_dir
 
 
@@ -66,24 +58,3 @@ def _check_reload(model: Codec, directory: Path, atol: float) -> None:
     diff = (model.decode(codes) - reloaded.decode(codes)).abs().max().item()
     if diff > atol:
         raise RuntimeError(f"{directory}: the reloaded release decodes differently (max diff {diff:.3g})")
-
-
-def release_from_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *, ema: bool = True,
-                            dtype: torch.dtype = torch.float32) -> Path:
-    """Write a release from a training checkpoint: a ``step-*`` directory, a run's ``checkpoints`` directory
-    or a run directory (their latest checkpoint). ``ema``: use the EMA weights when the run kept them."""
-    from codec12.config import CodecConfig
-    from codec12.train.checkpoint import latest_checkpoint, read_checkpoint
-
-    path = Path(checkpoint)
-    if not (path / "state.json").is_file():
-        path = latest_checkpoint(path / "checkpoints" if (path / "checkpoints").is_dir() else path)
-        if path is None:
-            raise ValueError(f"{checkpoint}: not a training checkpoint or run directory (no state.json or latest)")
-    files, state = read_checkpoint(path)
-    codec = Codec.from_config(CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json"))
-    if "model" not in files:
-        raise ValueError(f"{path}: checkpoint has no model.safetensors")
-    load_state_dict_strict(codec, files["model"], f"{path}/model.safetensors")
-    weights = files.get("ema") if ema else None
-    return export_release(codec, out_dir, weights=weights, dtype=dtype)

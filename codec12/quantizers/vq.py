@@ -41,6 +41,19 @@ class ResidualVQ(nn.Module):
         """Entries of one level: [codebook_size, codebook_dim]."""
         return self.layers[level]._codebook.embed[0]
 
+    @torch.no_grad()
+    def set_codebook(self, level: int, entries: torch.Tensor) -> None:
+        """Replace one level's entries [codebook_size, codebook_dim], with EMA statistics that hold them (each
+        entry counted once, as a new codebook starts)."""
+        if entries.shape != self.codebook(level).shape:
+            raise ValueError(f"codebook entries must have shape {tuple(self.codebook(level).shape)}, got "
+                             f"{tuple(entries.shape)}")
+        codebook = self.layers[level]._codebook
+        codebook.embed[0].copy_(entries)
+        codebook.embed_avg[0].copy_(entries)
+        codebook.cluster_size.fill_(1.0)
+        codebook.initted.fill_(True)
+
     def _nearest(self, level: int, residual: torch.Tensor) -> torch.Tensor:
         """residual: [B, Dc, T] -> indices [B, T]."""
         b, dc, t = residual.shape

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from codec12._fs import atomic_write, replace_dir
+from codec12._fs import atomic_directory, atomic_write
 
 FORMAT_VERSION = 1
 LATEST = "latest"
@@ -77,18 +77,10 @@ def write_checkpoint(root: Path, step: int, files: dict[str, dict[str, torch.Ten
     newest ``keep`` checkpoints. Returns the checkpoint directory."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    try:
+    with atomic_directory(final, f".tmp-step-{step:08d}-{os.getpid()}") as tmp:
         for name, tensors in files.items():
             save_file(tensors, str(tmp / f"{name}.safetensors"), metadata={"format": "pt"})
         (tmp / "state.json").write_text(json.dumps({"format_version": FORMAT_VERSION, **state}, indent=1) + "\n")
-        replace_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     atomic_write(root / LATEST, lambda p: p.write_text(final.name + "\n"))
     for old in sorted(p for p in root.glob("step-*") if p.is_dir())[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
