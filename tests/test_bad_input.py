@@ -1,0 +1,178 @@
+"""Hostile and damaged input: each case ends in a one-line error naming the file and the reason (exit status 1,
+no traceback) or in the documented recovery, in bounded memory; and one bad item never stops a batch job.
+
+Cases that would allocate gigabytes if their check were missing run in a child process under an address-space
+limit, so that a regression fails the test instead of exhausting the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from codec12 import Codec, load_audio
+from codec12.cli import main
+from codec12.data.blocks import iter_audio_blocks
+from tests.conftest import speechlike, tiny_codec
+
+ROOT = Path(__file__).resolve().parents[1]
+# Extra address space a child process may map beyond what it holds after its imports.
+CHILD_HEADROOM = 1 << 30
+
+
+def run_limited(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child Python (one thread) whose address space may grow by CHILD_HEADROOM after imports;
+    ``code`` starts after ``limit()`` is called."""
+    prelude = textwrap.dedent(f"""
+        import resource
+        import torch
+        import codec12.audio, codec12.codec, codec12.data.blocks  # noqa: F401
+
+        def limit():
+            with open("/proc/self/status") as f:
+                size = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+            resource.setrlimit(resource.RLIMIT_AS, (size + {CHILD_HEADROOM}, resource.RLIM_INFINITY))
+        """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_audio(path: Path, seconds: float, rate: int, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), speechlike(seconds, rate), rate, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("model")
+    tiny_codec(seed=0).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def codec(model_dir) -> Codec:
+    return Codec.from_pretrained(model_dir)
+
+
+def cli(capsys, *args) -> tuple[int, str]:
+    """Run the CLI in this process: (exit status, stderr). An exception escaping main fails the test, as a
+    traceback would."""
+    rc = main([str(a) for a in args])
+    return rc, capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- 1. odd sample rates
+def test_odd_sample_rates_resample_in_bounded_memory(tmp_path):
+    """torchaudio's kernel for 44101 -> 16000 Hz alone is ~10 GB, 999983 Hz ~64 GB: read in < 1 GB extra now."""
+    rates = (44101, 96001, 999983)
+    for rate in rates:
+        sf.write(str(tmp_path / f"r{rate}.wav"), speechlike(22000 / rate, rate), rate)  # 22000 samples, 44 KB
+    result = run_limited(f"""
+        from codec12.audio import load_audio
+        from codec12.data.blocks import iter_audio_blocks
+        limit()
+        for rate in {rates}:
+            path = "{tmp_path}/r%d.wav" % rate
+            whole = load_audio(path, 16000)
+            blocks = torch.cat(list(iter_audio_blocks(path, 16000, 1, 0.5)), dim=-1)
+            print(rate, whole.shape[-1], bool(torch.equal(whole, blocks)), float(whole.abs().max()))
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for line, rate in zip(result.stdout.splitlines(), rates):
+        got_rate, length, same, peak = line.split()
+        assert int(got_rate) == rate and int(length) == math.ceil(22000 * 16000 / rate)
+        assert same == "True" and 0.05 < float(peak) < 1.0  # the signal survived, block-wise == whole
+
+
+def test_per_sample_resampling_is_torchaudios_filter(monkeypatch):
+    """The per-sample path evaluates torchaudio's windowed sinc exactly: within 1e-6 of torchaudio run in float64
+    (torchaudio's float32 path rounds the filter phase itself, to ~1e-4 at large reduced rates)."""
+    import codec12.audio as audio
+
+    x = torch.from_numpy(speechlike(0.5, 997, channels=2).T.copy())
+    common = torch.from_numpy(speechlike(0.2, 44100).T.copy())
+    assert torch.equal(audio.resample(common, 44100, 16000), AF.resample(common, 44100, 16000))  # unchanged
+    monkeypatch.setattr(audio, "_MAX_KERNEL_TAPS", 0)  # every pair through the per-sample path
+    for orig, new in ((997, 1009), (1009, 997), (44100, 16000), (22050, 24000), (8000, 16000)):
+        y = audio.resample(x, orig, new)
+        reference = AF.resample(x.double(), orig, new)
+        assert y.shape == reference.shape and y.dtype == torch.float32
+        assert (y - reference).abs().max() < 1e-6, (orig, new)
+
+
+def test_sample_rates_outside_what_is_read_are_refused(tmp_path):
+    path = write_audio(tmp_path / "slow.wav", 2.0, 500)
+    for read in (lambda: load_audio(path, 16000), lambda: list(iter_audio_blocks(path, 16000))):
+        with pytest.raises(ValueError, match=r"slow.wav: sample rate 500 Hz is outside what codec12 reads"):
+            read()
+
+
+# ---------------------------------------------------------------- 9. audio cut short
+def _cut(path: Path, keep: float) -> Path:
+    data = path.read_bytes()
+    out = path.with_name("cut-" + path.name)
+    out.write_bytes(data[: int(len(data) * keep)])
+    return out
+
+
+def test_a_wav_cut_short_is_refused_everywhere(tmp_path, model_dir, capsys):
+    """libsndfile reads the half that is there without a word: the header's declared length tells."""
+    wav = _cut(write_audio(tmp_path / "a.wav", 1.0, 16000), 0.5)
+    aiff = _cut(write_audio(tmp_path / "b.aiff", 1.0, 16000), 0.5)
+    au = _cut(write_audio(tmp_path / "c.au", 1.0, 16000), 0.5)
+    for path in (wav, aiff, au):
+        with pytest.raises(ValueError, match=rf"{path.name}: truncated audio: the header declares 16000 samples"):
+            load_audio(path, 16000)
+        with pytest.raises(ValueError, match="truncated audio"):
+            list(iter_audio_blocks(path, 16000))
+    # Open lengths (streaming writers) are not truncation.
+    streamed = bytearray(write_audio(tmp_path / "s.wav", 0.5, 16000).read_bytes())
+    at = streamed.find(b"data")
+    streamed[at + 4:at + 8] = struct.pack("<I", 0xFFFFFFFF)
+    (tmp_path / "s.wav").write_bytes(bytes(streamed))
+    assert load_audio(tmp_path / "s.wav", 16000).shape == (1, 8000)
+
+    rc, err = cli(capsys, "encode", wav, tmp_path / "a.c12", "--model", model_dir)
+    assert rc == 1 and "cut-a.wav: truncated audio" in err and not (tmp_path / "a.c12").exists()
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(wav, data / "cut.wav")
+    write_audio(data / "good.wav", 0.5, 16000)
+    out = tmp_path / "tok"
+    rc, err = cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--workers", "0", "--quiet")
+    assert rc == 0 and "1 ok, 1 failed" in err
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["id"], "truncated audio" in e["reason"]) for e in errors] == [("cut", True)]
+
+
+def test_a_header_claiming_billions_of_samples_costs_no_memory(tmp_path):
+    """A FLAC whose STREAMINFO claims 2**35 samples: reading must not be sized by the claim."""
+    path = write_audio(tmp_path / "x.flac", 0.5, 16000)
+    data = bytearray(path.read_bytes())
+    info = int.from_bytes(data[18:26], "big")  # STREAMINFO: ..., 36-bit total samples in the low bits
+    data[18:26] = ((info & ~((1 << 36) - 1)) | (1 << 35)).to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    result = run_limited(f"""
+        from codec12.audio import load_audio
+        limit()
+        try:
+            load_audio("{path}", 16000)
+        except ValueError as e:
+            print("ValueError", e)
+        """)
+    assert result.returncode == 0 and result.stdout.startswith("ValueError"), result.stderr[-2000:]
+    assert "x.flac" in result.stdout
