@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
 from codec12._fs import atomic_write
+from codec12._tensors import load_tensors, tensor_shapes
 from codec12.config import CodecConfig, bitrate
 from codec12.decoder import ISTFTDecoder, SEANetDecoder, SynthesisOutput
 from codec12.encoder import SEANetEncoder
@@ -317,10 +318,15 @@ class Codec(nn.Module):
         atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        local_only: bool = False) -> "Codec":
         """Load a bundled model by name, a local directory (codec12 format, transformers Mimi format, or the
         Voxtral TTS release: ``params.json`` + ``consolidated.safetensors``, see :mod:`codec12.convert.voxtral`),
-        or a hub id."""
+        or a hub id (not with ``local_only``: for a name read from a file, which must not start a download).
+
+        A codec12 directory's ``config.json`` is validated (types, ranges, sizes) and checked against the shapes
+        in ``model.safetensors``'s header before the model is built, so a hostile or mismatched config allocates
+        nothing; a truncated or empty weights file is named in the error."""
         path = Path(name_or_dir)
         if path.is_file() and path.suffix == ".safetensors":  # a moshi tokenizer-*.safetensors (Mimi weights)
             from codec12.convert import mimi_from_pretrained
@@ -330,6 +336,9 @@ class Codec(nn.Module):
             bundled = ASSETS_DIR / str(name_or_dir)
             if bundled.is_dir():
                 path = bundled
+            elif local_only:
+                raise ValueError(f"{name_or_dir!r} is neither a bundled model ({_bundled()}) nor a local directory "
+                                 f"(models are not downloaded from a name a file gives)")
             else:
                 path = _download(str(name_or_dir))
         config_path = path / CONFIG_NAME
@@ -351,18 +360,43 @@ class Codec(nn.Module):
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
             raise ValueError(f"{path}: no {WEIGHTS_NAME} in this directory")
+        check_weights_fit(config, tensor_shapes(weights), f"{weights} (for {config_path})")
         codec = cls.from_config(config)
-        load_state_dict_strict(codec, load_file(str(weights)), str(weights))
+        load_state_dict_strict(codec, load_tensors(weights), str(weights))
         return codec.to(device).eval()
+
+
+def check_weights_fit(config: CodecConfig, shapes: dict[str, tuple[int, ...]], where: str) -> None:
+    """Check that tensors of ``shapes`` (name -> shape, e.g. a weights file's header) are exactly the weights of
+    a codec of ``config``, before building it: the codec is laid out on the meta device, which allocates nothing,
+    so a config that does not match its weights (or asks for an enormous model) costs no memory. Raises
+    ValueError naming ``where`` and the tensors that differ."""
+    own = {k: tuple(v.shape) for k, v in meta_codec(config).state_dict().items()}
+    problems = _state_problems(own, shapes)
+    if problems:
+        raise ValueError(f"{where}: the weights do not fit the config: {problems}")
+
+
+def meta_codec(config: CodecConfig) -> "Codec":
+    """The codec of ``config`` laid out on the meta device: its modules, tensor names and shapes, and no memory."""
+    with torch.device("meta"):
+        return Codec.from_config(config)
 
 
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Load ``state`` into ``module``; missing, unexpected or mis-shaped tensors raise ValueError naming them."""
-    own = module.state_dict()
+    problems = _state_problems({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                               {k: tuple(v.shape) for k, v in state.items()})
+    if problems:
+        raise ValueError(f"{where}: {problems}")
+    module.load_state_dict(state, strict=True)
+
+
+def _state_problems(own: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]]) -> str:
+    """What differs between a module's tensor shapes and those given ("" when nothing does)."""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-              if state[k].shape != own[k].shape]
+    shapes = [f"{k}: {state[k]} != {own[k]}" for k in sorted(set(own) & set(state)) if state[k] != own[k]]
     problems = []
     if missing:
         problems.append(f"missing tensors {_few(missing)}")
@@ -370,9 +404,7 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
         problems.append(f"unexpected tensors {_few(extra)}")
     if shapes:
         problems.append(f"wrong shapes {_few(shapes)}")
-    if problems:
-        raise ValueError(f"{where}: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+    return "; ".join(problems)
 
 
 def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[str, ...] = ()) -> None:

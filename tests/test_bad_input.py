@@ -176,3 +176,116 @@ def test_a_header_claiming_billions_of_samples_costs_no_memory(tmp_path):
         """)
     assert result.returncode == 0 and result.stdout.startswith("ValueError"), result.stderr[-2000:]
     assert "x.flac" in result.stdout
+
+
+# ---------------------------------------------------------------- 2. hostile config.json
+def _model_copy(model_dir: Path, tmp_path: Path, name: str, change) -> Path:
+    path = tmp_path / name
+    shutil.copytree(model_dir, path)
+    data = json.loads((path / "config.json").read_text())
+    data = change(data) or data
+    (path / "config.json").write_text(json.dumps(data))
+    return path
+
+
+def _set(*keys_value):
+    *keys, value = keys_value
+
+    def change(data):
+        d = data
+        for k in keys[:-1]:
+            d = d[k]
+        d[keys[-1]] = value
+
+    return change
+
+
+def _update(**changes):
+    def change(data):
+        for key, value in changes.items():
+            if isinstance(value, dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize("change, match", [
+    (_set("sample_rate", "16000"), r"sample_rate must be an integer, got string \"16000\""),
+    (_set("quantizer", None), "quantizer must be an object .*got null"),
+    (lambda d: [d], "a config must be a JSON object, got list"),
+    (_set("transformer", "num_layers", 1e7), "transformer.num_layers must be an integer, got 10000000.0"),
+    (_set("seanet", "ratios", [8, 5, "4", 4]), "seanet.ratios must be a list of integers"),
+    (_set("quantizer", "fsq_dither", [0.5, 0.5]), "quantizer.fsq_dither must be a list of 3 finite numbers"),
+    (_set("quantizer", "ema_decay", True), "quantizer.ema_decay must be a finite number, got true"),
+    (_set("name", 5), "name must be a string"),
+    (_set("transformer", "num_layers", 3), r"the weights do not fit the config: missing tensors"),
+    (_set("quantizer", "semantic_codebook_size", 128), r"wrong shapes .*semantic"),
+])
+def test_a_config_json_of_the_wrong_types_or_shapes_is_named(model_dir, tmp_path, change, match):
+    path = _model_copy(model_dir, tmp_path, "m", change)
+    with pytest.raises(ValueError, match=rf"{path / 'config.json'}.*{match}|{match}.*{path / 'config.json'}"):
+        Codec.from_pretrained(path)
+
+
+def test_sizes_no_real_codec_has_are_refused_before_anything_is_built(model_dir, tmp_path):
+    """Without the limits and the check against the weights' header these configs ask for 1 GB to 1 TB."""
+    cases = {
+        "layers": _set("transformer", "num_layers", 10_000_000),
+        "width": _set("transformer", "dim_feedforward", 1 << 30),
+        "codebooks": _update(quantizer={"semantic_codebook_size": 65536, "semantic_dim": 4096, "num_acoustic": 256,
+                                        "acoustic_codebook_size": 65536, "acoustic_dim": 4096}),
+        # Within every per-field limit, ~13 G parameters: only the weights' header can tell.
+        "within_limits": _update(transformer={"d_model": 4096, "num_heads": 64, "num_layers": 64,
+                                              "dim_feedforward": 16384},
+                                 seanet={"dimension": 4096}, latent_dim=4096),
+    }
+    for name, change in cases.items():
+        _model_copy(model_dir, tmp_path, name, change)
+    result = run_limited(f"""
+        from codec12 import Codec
+        limit()
+        for name in {list(cases)}:
+            try:
+                Codec.from_pretrained("{tmp_path}/" + name)
+                print(name, "LOADED")
+            except ValueError as e:
+                print(name, "ValueError", str(e).replace("\\n", " "))
+        """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines.keys() == cases.keys()
+    assert "transformer.num_layers is 10000000, over the limit of 64" in lines["layers"]
+    assert "transformer.dim_feedforward is 1073741824, over the limit" in lines["width"]
+    assert "quantizer: the codebooks hold" in lines["codebooks"]
+    assert "within_limits/model.safetensors" in lines["within_limits"]
+    assert "the weights do not fit the config" in lines["within_limits"]
+    assert all(line.startswith("ValueError") and "config.json" in line for line in lines.values())
+
+
+def test_valid_configs_and_presets_still_load_and_hash_the_same(model_dir, codec):
+    from codec12 import CodecConfig
+    from codec12.config import PRESETS
+
+    for name, config in PRESETS.items():
+        again = CodecConfig.from_dict(json.loads(config.to_json()))
+        assert again == config and again.config_hash() == config.config_hash(), name
+    assert Codec.from_pretrained("c12-tiny-16k").config.config_hash() == \
+        CodecConfig.from_json_file(ROOT / "codec12/assets/c12-tiny-16k/config.json").config_hash()
+    assert codec.weights_hash() == tiny_codec(seed=0).weights_hash()
+
+
+# ---------------------------------------------------------------- 3. damaged weights and checkpoints
+@pytest.mark.parametrize("keep", [0.0, 0.5, 0.999])
+def test_truncated_or_empty_safetensors_are_named(model_dir, tmp_path, capsys, keep):
+    path = tmp_path / "m"
+    shutil.copytree(model_dir, path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: int(weights.stat().st_size * keep)])
+    reason = "empty file" if keep == 0 else "truncated or not a safetensors file"
+    with pytest.raises(ValueError, match=rf"{weights}: {reason}"):
+        Codec.from_pretrained(path)
+    write_audio(tmp_path / "a.wav", 0.3, 16000)
+    rc, err = cli(capsys, "encode", tmp_path / "a.wav", tmp_path / "a.c12", "--model", path)
+    assert rc == 1 and f"{weights}: {reason}" in err

@@ -427,7 +427,7 @@ def mimi_from_pretrained(path: str | Path, *, name: str = "mimi"):
     a moshi ``tokenizer-*.safetensors`` (default Mimi config unless a Mimi ``config.json`` sits next to it), or
     any ``.safetensors`` file in either layout.
     """
-    from codec12.codec import Codec, load_state_dict_strict
+    from codec12.codec import Codec, check_weights_fit, load_state_dict_strict, meta_codec
 
     path = Path(path)
     if path.is_dir():
@@ -444,8 +444,11 @@ def mimi_from_pretrained(path: str | Path, *, name: str = "mimi"):
                                name=name)
     state = _read_safetensors(files)
     where = str(files[0]) if len(files) == 1 else str(directory)
+    # Converted and checked against the config's layout first: the model is built only for weights that fit it.
+    state = mimi_state_to_codec12(state, meta_codec(config), where)
+    check_weights_fit(config, {k: tuple(v.shape) for k, v in state.items()}, where)
     codec = Codec.from_config(config)
-    load_state_dict_strict(codec, mimi_state_to_codec12(state, codec, where), where)
+    load_state_dict_strict(codec, state, where)
     return codec.eval()
 
 

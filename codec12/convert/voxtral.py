@@ -341,15 +341,18 @@ def voxtral_from_pretrained(path: str | Path, *, name: str = "voxtral"):
 
 def voxtral_codec(checkpoint: VoxtralCheckpoint, *, name: str = "voxtral"):
     """The codec12 :class:`~codec12.Codec` of a checkpoint :func:`read_voxtral` read (eval mode, float32, CPU)."""
-    from codec12.codec import Codec, load_state_dict_strict
+    from codec12.codec import Codec, check_weights_fit, load_state_dict_strict, meta_codec
 
     directory = checkpoint.files[0].parent
     where = str(checkpoint.files[0]) if len(checkpoint.files) == 1 else str(directory)
     # Any encoder tensor makes it a full model: one that has only some of them then fails below, naming the rest.
     config = voxtral_codec_config(checkpoint.args, f"{directory / PARAMS_NAME}:multimodal.audio_tokenizer_args",
                                   name=name, encoder=checkpoint.has_encoder)
+    # Converted and checked against the config's layout first: the model is built only for weights that fit it.
+    state = voxtral_state_to_codec12(checkpoint.tensors, meta_codec(config), where)
+    check_weights_fit(config, {k: tuple(v.shape) for k, v in state.items()}, where)
     codec = Codec.from_config(config)
-    load_state_dict_strict(codec, voxtral_state_to_codec12(checkpoint.tensors, codec, where), where)
+    load_state_dict_strict(codec, state, where)
     return codec.eval()
 
 
