@@ -25,6 +25,7 @@ import torchaudio.functional as AF
 from codec12 import Codec, load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
+from codec12.train import checkpoint as ckpt
 from tests.conftest import speechlike, tiny_codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -289,3 +290,75 @@ def test_truncated_or_empty_safetensors_are_named(model_dir, tmp_path, capsys, k
     write_audio(tmp_path / "a.wav", 0.3, 16000)
     rc, err = cli(capsys, "encode", tmp_path / "a.wav", tmp_path / "a.c12", "--model", path)
     assert rc == 1 and f"{weights}: {reason}" in err
+
+
+def _checkpoints(root: Path, steps: int) -> list[Path]:
+    return [ckpt.write_checkpoint(root, step, {"model": {"w": torch.full((64,), float(step))}, "rng": {}},
+                                  {"step": step}, keep=10) for step in range(1, steps + 1)]
+
+
+def test_checkpoint_files_are_synced_before_the_directory_is_renamed(tmp_path, monkeypatch):
+    import codec12._fs as fs
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def logged_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return fsync(fd)
+
+    def logged_replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        return replace(src, dst)
+
+    monkeypatch.setattr(fs.os, "fsync", logged_fsync)
+    monkeypatch.setattr(fs.os, "replace", logged_replace)
+    final = _checkpoints(tmp_path, 1)[0]
+    renamed = next(i for i, e in enumerate(events) if e[0] == "replace" and e[2] == str(final))
+    tmp_dir = events[renamed][1]
+    for name in ("model.safetensors", "rng.safetensors", "state.json"):
+        synced = [i for i, e in enumerate(events) if e[0] == "fsync" and Path(e[1]).parent == Path(tmp_dir)
+                  and f".{name}.tmp" in Path(e[1]).name]
+        assert synced and synced[0] < renamed, name
+    assert json.loads((final / "state.json").read_text())["files"] == ["model.safetensors", "rng.safetensors"]
+
+
+def test_resume_falls_back_to_the_newest_checkpoint_that_reads(tmp_path):
+    paths = _checkpoints(tmp_path, 4)
+    messages = []
+    assert ckpt.resume_checkpoint(tmp_path, messages.append) == paths[-1] and not messages
+    model = paths[3] / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])  # cut short
+    (paths[2] / "rng.safetensors").write_bytes(b"")  # never written
+    (paths[1] / "model.safetensors").unlink()  # lost
+    assert ckpt.resume_checkpoint(tmp_path, messages.append) == paths[0]
+    assert [m.split(":")[0] for m in messages] == [f"cannot resume from {p.name}" for p in paths[:0:-1]] + \
+        ["resuming from step-00000001, the newest checkpoint that reads whole (3 newer ones skipped)"]
+    assert f"{model}: truncated" in messages[0] and "rng.safetensors: empty file" in messages[1]
+    assert "model.safetensors: no such file" in messages[2]
+    with pytest.raises(ValueError, match=rf"{paths[3].name}/model.safetensors: truncated"):
+        ckpt.read_checkpoint(paths[3])
+    (paths[0] / "state.json").write_text("[1, 2")
+    with pytest.raises(ValueError, match="no checkpoint can be read: .*step-00000001/state.json: cannot read"):
+        ckpt.resume_checkpoint(tmp_path, messages.append)
+
+
+def test_training_resumes_from_the_checkpoint_before_a_damaged_one(tmp_path, caplog):
+    from codec12.train import run
+    from tests.test_train import tiny_recipe
+
+    data = tmp_path / "audio"
+    for i in range(3):
+        write_audio(data / f"u{i}.wav", 1.0 + 0.2 * i, 16000)
+    recipe = tiny_recipe("tiny-16k-cpu", data, train={"steps": 3, "checkpoint_every": 1, "valid_every": 100,
+                                                      "export": False, "threads": 1})
+    out = tmp_path / "run"
+    first = run(recipe, out, until_step=2, progress=False)
+    assert first.checkpoint.name == "step-00000002"
+    model = first.checkpoint / "model.safetensors"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="codec12.train"):
+        resumed = run(recipe, out, resume=True, progress=False)
+    assert resumed.step == 3
+    assert "cannot resume from step-00000002" in caplog.text and f"{model}: truncated" in caplog.text
+    assert "resuming from step-00000001" in caplog.text

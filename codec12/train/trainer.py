@@ -159,12 +159,12 @@ class _Trainer:
         if r.train.threads:
             torch.set_num_threads(r.train.threads)
         self.ckpt_root = out_dir / "checkpoints"
-        latest = ckpt.latest_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
-        if latest is not None and not resume:
-            raise ValueError(f"{out_dir} already holds checkpoints (latest {latest.name}): pass --resume to "
+        held = ckpt.checkpoint_dirs(self.ckpt_root) if self.ckpt_root.is_dir() else []
+        if held and not resume:
+            raise ValueError(f"{out_dir} already holds checkpoints (latest {held[0].name}): pass --resume to "
                              f"continue, or choose another --out")
-        self.resume_from = latest if resume else None
-        if resume and latest is None:
+        self.resume_from = ckpt.resume_checkpoint(self.ckpt_root, log.warning) if resume and held else None
+        if resume and not held:
             self._info(f"no checkpoint in {self.ckpt_root}; starting from step 0")
 
         # Model: same seed on every rank; built after init_process_group so EMA codebooks sync across ranks.
