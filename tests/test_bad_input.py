@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 import torch
@@ -25,6 +30,15 @@ import torchaudio.functional as AF
 from codec12 import Codec, load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
+from codec12.data.inputs import id_problem
+from codec12.data.tokenize import (
+    META_NAME,
+    detokenize_dataset,
+    failed_ids,
+    read_meta,
+    read_tokenized,
+    shard_paths,
+)
 from codec12.train import checkpoint as ckpt
 from tests.conftest import speechlike, tiny_codec
 
@@ -362,3 +376,184 @@ def test_training_resumes_from_the_checkpoint_before_a_damaged_one(tmp_path, cap
     assert resumed.step == 3
     assert "cannot resume from step-00000002" in caplog.text and f"{model}: truncated" in caplog.text
     assert "resuming from step-00000001" in caplog.text
+
+
+# ---------------------------------------------------------------- datasets: a small tokenized one
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory, model_dir) -> Path:
+    data = tmp_path_factory.mktemp("data")
+    for i in range(6):
+        write_audio(data / f"u{i}.wav", 0.3 + 0.1 * i, 16000)
+    out = tmp_path_factory.mktemp("tok")
+    assert main(["tokenize", str(data), "--out", str(out), "--model", str(model_dir), "--workers", "0", "--quiet",
+                 "--shard-size", "2"]) == 0
+    assert len(shard_paths(out)) == 3
+    return out
+
+
+# ---------------------------------------------------------------- 4. damaged shards
+def test_detokenize_skips_a_damaged_shard_and_reports_it(tokenized, model_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tokenized, data)
+    cut, garbled = shard_paths(data)[1], shard_paths(data)[2]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    raw = bytearray(garbled.read_bytes())
+    pages_end = len(raw) - 8 - struct.unpack("<I", raw[-8:-4])[0]  # the footer (metadata) and its length stay
+    raw[4:pages_end] = b"\x55" * (pages_end - 4)
+    garbled.write_bytes(bytes(raw))
+    rc, err = cli(capsys, "detokenize", data, "--out", tmp_path / "wavs", "--quiet", "--device", "cpu")
+    assert rc == 0, err
+    assert sorted(p.stem for p in (tmp_path / "wavs").glob("*.wav")) == ["u0", "u1"]
+    assert f"damaged shard skipped: {cut}: unreadable" in err and f"damaged shard skipped: {garbled}" in err
+    assert "2 written, 0 already there, 0 failed, 2 damaged shards skipped" in err
+
+
+# ---------------------------------------------------------------- 5. ids that cannot be file names
+BAD_IDS = ["x" * 300, "a\x00b", "", ".", "..", "a//b", "/abs", "a/../b", "tab\there", "\udcff"]
+
+
+def test_ids_that_cannot_be_file_names_are_refused_when_tokenizing(model_dir, tmp_path, capsys):
+    audio = write_audio(tmp_path / "a.wav", 0.3, 16000)
+    manifest = tmp_path / "list.jsonl"
+    ids = ["ok", "sub/fine name", *BAD_IDS]
+    manifest.write_text("".join(json.dumps({"id": i, "path": str(audio)}) + "\n" for i in ids))
+    out = tmp_path / "tok"
+    rc, err = cli(capsys, "tokenize", manifest, "--out", out, "--model", model_dir, "--workers", "0", "--quiet")
+    assert rc == 0 and f"2 ok, {len(BAD_IDS)} failed" in err
+    assert sorted(read_tokenized(out, ["id"]).column("id").to_pylist()) == ["ok", "sub/fine name"]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert sorted(e["id"] for e in errors) == sorted(BAD_IDS) and failed_ids(out) == set(BAD_IDS)
+    assert all(e["reason"].startswith("the id") for e in errors)
+    rc, err = cli(capsys, "tokenize", manifest, "--out", out, "--model", model_dir, "--workers", "0", "--quiet")
+    assert rc == 0 and f"0 ok, 0 failed, {len(ids)} skipped" in err  # recorded once, skipped after
+
+
+def test_detokenize_treats_each_bad_row_as_an_error_of_its_own(tokenized, codec, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tokenized, data)
+    shard = shard_paths(data)[0]
+    table = pq.read_table(shard)
+    good = table.to_pylist()[0]
+    rows = [{**good, "id": uid} for uid in BAD_IDS[:-1]]  # (a lone surrogate cannot be stored as a string)
+    rows += [{**good, "id": "short", "num_samples": -5}, {**good, "id": "long", "num_samples": 10 ** 9},
+             {**good, "id": "ragged", "codes": [r[:-1] if i else r for i, r in enumerate(good["codes"])]},
+             {**good, "id": "range", "codes": [[70000 % 65536] * len(good["codes"][0])] + good["codes"][1:]},
+             {**good, "id": None}, {**good, "id": "nocodes", "codes": None}, {**good, "id": "zz-fine"}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    out = tmp_path / "wavs"
+    summary = detokenize_dataset(data, out, codec, progress=False)
+    assert summary.written == 4 + 1 and not summary.damaged_shards  # the other shards' rows, and zz-fine
+    assert len(summary.failed) == len(rows) - 1 and set(summary.reasons) == set(summary.failed)
+    assert "cannot name a file" in summary.reasons[BAD_IDS[0]] and "num_samples -5" in summary.reasons["short"]
+    assert "ragged" in summary.reasons["ragged"] and "out of range" in summary.reasons["range"]
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert made == sorted(f"{r['id']}.wav" for r in read_tokenized(tokenized).to_pylist()[2:]) + ["zz-fine.wav"]
+    assert id_problem("fine/name") is None and "control character" in id_problem("a\nb")
+
+
+# ---------------------------------------------------------------- 6. one directory, one partitioning
+def test_one_directory_holds_one_partitioning(tokenized, model_dir, tmp_path, capsys):
+    data = tmp_path / "data"
+    for i in range(6):
+        write_audio(data / f"u{i}.wav", 0.3 + 0.1 * i, 16000)
+    out = tmp_path / "tok"
+    shutil.copytree(tokenized, out)
+    assert read_meta(out)["num_shards"] == 1
+    rc, err = cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--num-shards", "3",
+                  "--shard-index", "0", "--quiet", "--workers", "0")
+    assert rc == 1 and "is tokenized in one partition, this run in 3 partitions" in err
+    # A dataset from before the partitioning was recorded: its shard names tell, and the key is added.
+    meta = json.loads((out / META_NAME).read_text())
+    del meta["num_shards"]
+    (out / META_NAME).write_text(json.dumps(meta))
+    rc, err = cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--num-shards", "3",
+                  "--shard-index", "0", "--quiet", "--workers", "0")
+    assert rc == 1 and "one directory holds one partitioning" in err
+    assert cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--quiet", "--workers", "0")[0] == 0
+    assert read_meta(out)["num_shards"] == 1
+
+
+def test_two_partitionings_started_together_never_duplicate_rows(model_dir, tmp_path):
+    data = tmp_path / "data"
+    for i in range(12):
+        write_audio(data / f"u{i:02d}.wav", 0.3, 16000)
+    out = tmp_path / "tok"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "codec12.cli", "tokenize", str(data), "--out", str(out), "--model", str(model_dir),
+            "--quiet", "--workers", "0", "--device", "cpu", "--shard-size", "1"]
+    procs = [subprocess.Popen(base + extra, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for extra in ([], ["--num-shards", "3", "--shard-index", "0"])]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    ids = read_tokenized(out, ["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids))
+    assert sorted(rc for rc, _ in results) == [0, 1]
+    refused = next(err for rc, err in results if rc == 1)
+    assert "one directory holds one partitioning" in refused and "Traceback" not in refused
+
+
+# ---------------------------------------------------------------- 8. malformed codec12_meta.json
+@pytest.mark.parametrize("meta, match", [
+    ([1, 2], "not dataset metadata"),
+    ({"format_version": 1}, "incomplete dataset metadata: missing"),
+    ("drop:weights_hash", r"missing \['weights_hash'\]"),
+    ("set:num_codebooks=x", "num_codebooks must be int"),
+    ("set:codebook_sizes=[]", "codebook_sizes must list num_codebooks"),
+    ("set:latents=1", "latents must be bool"),
+])
+def test_malformed_dataset_metadata_is_named(tokenized, model_dir, tmp_path, capsys, meta, match):
+    data = tmp_path / "data"
+    shutil.copytree(tokenized, data)
+    if isinstance(meta, str):
+        op, _, rest = meta.partition(":")
+        good = json.loads((data / META_NAME).read_text())
+        if op == "drop":
+            del good[rest]
+        else:
+            key, value = rest.split("=")
+            good[key] = json.loads(value) if value != "x" else value
+        meta = good
+    (data / META_NAME).write_text(json.dumps(meta))
+    audio = write_audio(tmp_path / "a.wav", 0.3, 16000)
+    for args in (["detokenize", data, "--out", tmp_path / "w", "--quiet"],
+                 ["tokenize", audio, "--out", data, "--model", model_dir, "--quiet", "--workers", "0"]):
+        rc, err = cli(capsys, *args)
+        assert rc == 1 and f"{data / META_NAME}" in err and re.search(match, err), err
+
+
+# ---------------------------------------------------------------- 10, 11. worker death, --num-shards 0
+def test_a_killed_loader_worker_ends_in_a_message_and_keeps_the_rows(model_dir, tmp_path, capsys, monkeypatch):
+    from codec12.data import tokenize as tok
+
+    data = tmp_path / "data"
+    for i in range(5):
+        write_audio(data / f"u{i}.wav", 0.3, 16000)
+    original = tok._LoadDataset.__getitem__
+
+    def killer(self, index):
+        if self.inputs[index].id == "u3":
+            time.sleep(2)  # (usually) lets the main process take the files before it
+            os.kill(os.getpid(), signal.SIGKILL)  # in the worker process: what the OOM killer or a segfault does
+        return original(self, index)
+
+    monkeypatch.setattr(tok._LoadDataset, "__getitem__", killer)
+    out = tmp_path / "tok"
+    rc, err = cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--workers", "1", "--quiet",
+                  "--device", "cpu")
+    assert rc == 1 and "a worker process reading the inputs died" in err and "run the same command again" in err
+    assert re.search(r"died \(DataLoader worker .*\) at \S*/u[0-3].wav or a file soon after it", err), err
+    kept = read_tokenized(out, ["id"]).column("id").to_pylist() if shard_paths(out) else []
+    assert set(kept) <= {"u0", "u1", "u2"}  # what was loaded before the worker died is kept
+    monkeypatch.setattr(tok._LoadDataset, "__getitem__", original)
+    rc, err = cli(capsys, "tokenize", data, "--out", out, "--model", model_dir, "--workers", "1", "--quiet",
+                  "--device", "cpu")
+    assert rc == 0 and f"{5 - len(kept)} ok, 0 failed, {len(kept)} skipped" in err
+    assert sorted(read_tokenized(out, ["id"]).column("id").to_pylist()) == [f"u{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_num_shards_below_one_is_refused(model_dir, tmp_path, capsys, value):
+    write_audio(tmp_path / "a.wav", 0.3, 16000)
+    rc, err = cli(capsys, "tokenize", tmp_path / "a.wav", "--out", tmp_path / "tok", "--model", model_dir,
+                  "--num-shards", value, "--shard-index", "0")
+    assert rc == 1 and f"--num-shards must be at least 1, got {value}" in err
+    assert not (tmp_path / "tok").exists()
