@@ -20,6 +20,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -39,6 +40,7 @@ from codec12.data.tokenize import (
     read_tokenized,
     shard_paths,
 )
+from codec12.export.container import read_c12, write_c12
 from codec12.train import checkpoint as ckpt
 from tests.conftest import speechlike, tiny_codec
 
@@ -557,3 +559,69 @@ def test_num_shards_below_one_is_refused(model_dir, tmp_path, capsys, value):
                   "--num-shards", value, "--shard-index", "0")
     assert rc == 1 and f"--num-shards must be at least 1, got {value}" in err
     assert not (tmp_path / "tok").exists()
+
+
+# ---------------------------------------------------------------- 7. .c12 headers
+def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
+    from codec12.export.container import _HEAD, MAGIC, VERSION
+
+    codes = codec.encode(torch.from_numpy(speechlike(0.5, 16000).T.copy())[None])[0]
+    header = {"model": "c12-tiny-16k", "config_hash": codec.config.config_hash(), "weights_hash": codec.weights_hash(),
+              "sample_rate": 16000, "frame_rate": 12.5, "codebook_sizes": list(codec.codebook_sizes),
+              "num_samples": 8000, "channels": 1, "num_codebooks": codes.shape[0], "num_frames": codes.shape[1]}
+    header.update(changes)
+    blob = json.dumps(header).encode()
+    path = tmp_path / f"{name}.c12"
+    path.write_bytes(_HEAD.pack(MAGIC, VERSION, len(blob)) + blob + codes.numpy().astype("<u2").tobytes())
+    return path
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"num_samples": -100000}, "num_samples must be >= 1, got -100000"),
+    ({"num_samples": 9000}, r"num_samples \(9000\) does not fit 7 frames of 1280 samples"),
+    ({"model": 5}, "model must be a string, got 5"),
+    ({"model": ""}, "model is an empty string"),
+    ({"sample_rate": "16000"}, "sample_rate must be an integer"),
+    ({"codebook_sizes": [4] * 4}, "codes out of range in row 0"),
+    ({"codebook_sizes": [1024] * 3}, "codebook_sizes must be 4 integers"),
+    ({"channels": 7}, "channels must be 1 or 2"),
+    ({"frame_rate": float("nan")}, "frame_rate must be a number"),
+    ({"num_frames": 5, "num_samples": 6000}, "truncated .c12 file"),
+])
+def test_c12_header_fields_are_validated(codec, model_dir, tmp_path, capsys, changes, match):
+    path = _c12(tmp_path, codec, "x", **changes)
+    for model in (["--model", model_dir], []):  # the header is checked before any model is looked for
+        rc, err = cli(capsys, "decode", path, tmp_path / "x.wav", *model)
+        assert rc == 1 and str(path) in err and re.search(match, err), err
+        assert not (tmp_path / "x.wav").exists()
+
+
+def test_decode_uses_only_a_bundled_or_local_model_the_file_names(codec, model_dir, tmp_path, capsys, monkeypatch):
+    import codec12.codec as codec_module
+
+    def no_download(repo_id):
+        raise AssertionError(f"tried to download {repo_id}")
+
+    monkeypatch.setattr(codec_module, "_download", no_download)
+    hub = _c12(tmp_path, codec, "hub", model="someone/evil-codec")
+    rc, err = cli(capsys, "decode", hub, tmp_path / "a.wav")
+    assert rc == 1 and "names model 'someone/evil-codec'" in err and "not downloaded" in err
+    local = _c12(tmp_path, codec, "local", model=str(model_dir))
+    assert cli(capsys, "decode", local, tmp_path / "b.wav")[0] == 0  # a local directory is fine
+    assert cli(capsys, "decode", hub, tmp_path / "c.wav", "--model", model_dir)[0] == 0  # and so is --model
+    # Hub ids stay usable when a person names them.
+    with pytest.raises(AssertionError, match="tried to download someone/evil-codec"):
+        Codec.from_pretrained("someone/evil-codec")
+
+
+def test_c12_structure_damage_is_named(codec, tmp_path):
+    from codec12.export.container import _HEAD, MAGIC, VERSION
+
+    for name, blob in [("list", b"[1, 2]"), ("huge", None), ("bytes", b"\xff\xfe")]:
+        path = tmp_path / f"{name}.c12"
+        size = 1 << 31 if blob is None else len(blob)
+        path.write_bytes(_HEAD.pack(MAGIC, VERSION, size) + (blob or b"{}"))
+        with pytest.raises(ValueError, match=rf"{name}.c12: corrupt .c12 header"):
+            read_c12(path)
+    write_c12(tmp_path / "ok.c12", np.zeros((2, 3), np.int64), {"model": "m"})
+    assert read_c12(tmp_path / "ok.c12")[1]["num_frames"] == 3  # a minimal header still reads
