@@ -229,29 +229,44 @@ class Codec(nn.Module):
     def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_transformer(self.upsample(quantized)))
 
+    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
+        if not torch.isfinite(wav).all():
+            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
+        return wav
+
     # ---- public API
+    # Encoding runs with autocast off: the codes (nearest codebook entries, FSQ rounding) and everything before
+    # them are computed in the weights' dtype, so an autocast context (bf16 on a GPU) cannot change a dataset's
+    # codes. Decoding may run under autocast.
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
                sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> codes int64 [B, K, ceil(T / frame_size)] (K = num_codebooks or all)."""
         k = self.num_codebooks if num_codebooks is None else num_codebooks
         self._check_num_codebooks(k)
-        return self.quantizer.encode(self._latents(self._check_audio(wav, sample_rate)), k)
+        wav = self._check_audio(wav, sample_rate)
+        with torch.autocast(wav.device.type, enabled=False):
+            return self.quantizer.encode(self._latents(wav), k)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
-        return self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype()))
+        return self._checked_audio(self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype())),
+                                   "the model's weights may be damaged")
 
     @torch.no_grad()
     def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
-        return self._latents(self._check_audio(wav, sample_rate))
+        wav = self._check_audio(wav, sample_rate)
+        with torch.autocast(wav.device.type, enabled=False):
+            return self._latents(wav)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
-        return self._synthesize(self.quantizer.continuous(self._check_latents(latents)))
+        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path). Latents that
+        decode to NaN or Inf (far outside the training range) raise ValueError."""
+        return self._checked_audio(self._synthesize(self.quantizer.continuous(self._check_latents(latents))),
+                                   "the latents lie far outside what the model was trained on")
 
     def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None) -> CodecOutput:
         """Training forward: audio [B, C, T] with T a multiple of frame_size -> :class:`CodecOutput`.

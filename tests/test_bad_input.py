@@ -34,11 +34,13 @@ from codec12.data.blocks import iter_audio_blocks
 from codec12.data.inputs import id_problem
 from codec12.data.tokenize import (
     META_NAME,
+    TokenizeOptions,
     detokenize_dataset,
     failed_ids,
     read_meta,
     read_tokenized,
     shard_paths,
+    tokenize_dataset,
 )
 from codec12.export.container import read_c12, write_c12
 from codec12.train import checkpoint as ckpt
@@ -625,3 +627,30 @@ def test_c12_structure_damage_is_named(codec, tmp_path):
             read_c12(path)
     write_c12(tmp_path / "ok.c12", np.zeros((2, 3), np.int64), {"model": "m"})
     assert read_c12(tmp_path / "ok.c12")[1]["num_frames"] == 3  # a minimal header still reads
+
+
+# ---------------------------------------------------------------- 12. codes do not depend on autocast
+def test_codes_are_the_same_under_bf16_autocast(tmp_path):
+    codec = Codec.from_pretrained("c12-tiny-16k")
+    wav = load_audio(ROOT / "examples" / "hibari_en.flac", codec.sample_rate)[None, :, : 4 * codec.sample_rate]
+    reference, latents = codec.encode(wav), codec.encode_latents(wav)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(codec.encode(wav), reference)
+        assert torch.equal(codec.encode_latents(wav), latents)
+        with codec.streaming(1):
+            streamed = torch.cat([codec.encode(c) for c in wav[..., : 40 * codec.frame_size].split(
+                8 * codec.frame_size, dim=-1)], dim=-1)
+    assert torch.equal(streamed, reference[..., :40])
+    write_audio(tmp_path / "in" / "a.wav", 0.5, 16000)
+    from codec12.data.inputs import discover_inputs
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tokenize_dataset(discover_inputs(tmp_path / "in"), tmp_path / "tok", codec, TokenizeOptions(progress=False))
+    assert read_meta(tmp_path / "tok")["dtype"] == "float32"
+
+
+def test_latents_that_decode_to_non_finite_audio_are_refused(codec):
+    z = codec.encode_latents(torch.from_numpy(speechlike(0.5, 16000).T.copy())[None])
+    with pytest.raises(ValueError, match="non-finite audio"):
+        codec.decode_latents(z * 1e30)
+    assert torch.isfinite(codec.decode_latents(z)).all()
