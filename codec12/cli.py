@@ -58,4 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the package module's main, not this __main__ copy: the subcommands raise codec12.cli.CLIError, which
+    # this copy's except clauses would not know.
+    from codec12.cli import main as package_main
+
+    sys.exit(package_main())

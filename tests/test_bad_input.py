@@ -563,6 +563,15 @@ def test_num_shards_below_one_is_refused(model_dir, tmp_path, capsys, value):
     assert not (tmp_path / "tok").exists()
 
 
+def test_cli_errors_have_no_traceback_when_run_as_a_module(tmp_path):
+    """``python -m codec12.cli`` runs cli.py as __main__: its errors must still be the package's CLIError."""
+    result = subprocess.run([sys.executable, "-m", "codec12.cli", "tokenize", str(tmp_path), "--out",
+                             str(tmp_path / "tok"), "--num-shards", "0", "--shard-index", "0"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == "codec12 tokenize: error: --num-shards must be at least 1, got 0"
+
+
 # ---------------------------------------------------------------- 7. .c12 headers
 def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
     from codec12.export.container import _HEAD, MAGIC, VERSION
