@@ -51,4 +51,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # CLIError lives in codec12.command, so this __main__ copy catches what the subcommands raise.
     sys.exit(main())

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from codec12._fs import atomic_write
+from codec12._tensors import load_tensors, tensor_shapes
 from codec12.config import CodecConfig, bitrate
 from codec12.decoder import ISTFTDecoder, SEANetDecoder, SynthesisOutput
 from codec12.encoder import SEANetEncoder
@@ -24,7 +25,7 @@ from codec12.nn.streaming import streaming
 from codec12.nn.transformer import StreamingTransformer
 from codec12.quantizers import SplitQuantizer
 from codec12.voxtral.model import voxtral_parts
-from codec12.weights import load_state_dict_strict
+from codec12.weights import load_state_dict_strict, state_problems
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -229,29 +230,44 @@ class Codec(nn.Module):
     def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_transformer(self.upsample(quantized)))
 
+    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
+        if not torch.isfinite(wav).all():
+            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
+        return wav
+
     # ---- public API
+    # Encoding runs with autocast off: the codes (nearest codebook entries, FSQ rounding) and everything before
+    # them are computed in the weights' dtype, so an autocast context (bf16 on a GPU) cannot change a dataset's
+    # codes. Decoding may run under autocast.
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
                sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> codes int64 [B, K, ceil(T / frame_size)] (K = num_codebooks or all)."""
         k = self.num_codebooks if num_codebooks is None else num_codebooks
         self._check_num_codebooks(k)
-        return self.quantizer.encode(self._latents(self._check_audio(wav, sample_rate)), k)
+        wav = self._check_audio(wav, sample_rate)
+        with torch.autocast(wav.device.type, enabled=False):
+            return self.quantizer.encode(self._latents(wav), k)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
-        return self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype()))
+        return self._checked_audio(self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype())),
+                                   "the model's weights may be damaged")
 
     @torch.no_grad()
     def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
-        return self._latents(self._check_audio(wav, sample_rate))
+        wav = self._check_audio(wav, sample_rate)
+        with torch.autocast(wav.device.type, enabled=False):
+            return self._latents(wav)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
-        return self._synthesize(self.quantizer.continuous(self._check_latents(latents)))
+        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path). Latents that
+        decode to NaN or Inf (far outside the training range) raise ValueError."""
+        return self._checked_audio(self._synthesize(self.quantizer.continuous(self._check_latents(latents))),
+                                   "the latents lie far outside what the model was trained on")
 
     def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None,
                 f0: torch.Tensor | None = None) -> CodecOutput:
@@ -323,15 +339,27 @@ class Codec(nn.Module):
         atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu") -> "Codec":
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        local_only: bool = False) -> "Codec":
         """Load a bundled model by name, a local directory (codec12 format, or another codec's layout that a module
         in :data:`FOREIGN_LOADERS` reads: transformers or moshi Mimi, the Voxtral TTS release), a moshi
-        ``tokenizer-*.safetensors`` file, or a hub id."""
+        ``tokenizer-*.safetensors`` file, or a hub id (not with ``local_only``: for a name read from a file, which
+        must not start a download).
+
+        A codec12 directory's ``config.json`` is validated (types, ranges, sizes) and checked against the shapes
+        in ``model.safetensors``'s header before the model is built, so a hostile or mismatched config allocates
+        nothing; a truncated or empty weights file is named in the error."""
         path = Path(name_or_dir)
         load = _foreign_loader(path)
         if load is None and not path.is_dir():
             bundled = ASSETS_DIR / str(name_or_dir)
-            path = bundled if bundled.is_dir() else _download(str(name_or_dir))
+            if bundled.is_dir():
+                path = bundled
+            elif local_only:
+                raise ValueError(f"{name_or_dir!r} is neither a bundled model ({_bundled()}) nor a local directory "
+                                 f"(models are not downloaded from a name a file gives)")
+            else:
+                path = _download(str(name_or_dir))
             load = _foreign_loader(path)
         if load is not None:
             return load(path).to(device).eval()
@@ -346,8 +374,9 @@ class Codec(nn.Module):
         weights = path / WEIGHTS_NAME
         if not weights.is_file():
             raise ValueError(f"{path}: no {WEIGHTS_NAME} in this directory")
+        check_weights_fit(config, tensor_shapes(weights), f"{weights} (for {config_path})")
         codec = cls.from_config(config)
-        load_state_dict_strict(codec, load_file(str(weights)), str(weights))
+        load_state_dict_strict(codec, load_tensors(weights), str(weights))
         return codec.to(device).eval()
 
 
@@ -356,6 +385,23 @@ class Codec(nn.Module):
 # loaded when a path is checked; each also defines ``accepts(path) -> bool``: whether a file or directory is in
 # its layout.
 FOREIGN_LOADERS = {"codec12.convert.mimi": "mimi_from_pretrained", "codec12.convert.voxtral": "voxtral_from_pretrained"}
+
+
+def check_weights_fit(config: CodecConfig, shapes: dict[str, tuple[int, ...]], where: str) -> None:
+    """Check that tensors of ``shapes`` (name -> shape, e.g. a weights file's header) are exactly the weights of
+    a codec of ``config``, before building it: the codec is laid out on the meta device, which allocates nothing,
+    so a config that does not match its weights (or asks for an enormous model) costs no memory. Raises
+    ValueError naming ``where`` and the tensors that differ."""
+    own = {k: tuple(v.shape) for k, v in meta_codec(config).state_dict().items()}
+    problems = state_problems(own, shapes)
+    if problems:
+        raise ValueError(f"{where}: the weights do not fit the config: {problems}")
+
+
+def meta_codec(config: CodecConfig) -> Codec:
+    """The codec of ``config`` laid out on the meta device: its modules, tensor names and shapes, and no memory."""
+    with torch.device("meta"):
+        return Codec.from_config(config)
 
 
 def _foreign_loader(path: Path) -> Callable[[Path], Codec] | None:

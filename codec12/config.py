@@ -8,9 +8,12 @@ from a dictionary, naming them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,22 +31,109 @@ def _check(cond: bool, msg: str) -> None:
 
 
 def _from_dict(cls, data: dict[str, Any], where: str):
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples."""
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples. ``where``: the
+    block's name in messages ("" at the top level)."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        raise ValueError(f"{where or 'config'} must be an object, got {_json_repr(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"{where}: unknown config keys {unknown} (known: {sorted(fields)})")
+        raise ValueError(f"{where + ': ' if where else ''}unknown config keys {unknown} (known: {sorted(fields)})")
     kwargs = {}
     for name, value in data.items():
         sub = _NESTED.get((cls.__name__, name))
         if sub is not None and value is not None:
-            value = _from_dict(sub, value, f"{where}.{name}")
+            value = _from_dict(sub, value, f"{where}.{name}" if where else name)
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+# Upper limits on sizes, several times what any real codec uses (Mimi, Voxtral, DAC, EnCodec): a config beyond them
+# is a typo or hostile, and would allocate gigabytes to terabytes before anything else could object.
+_LIMITS = {
+    "sample_rate": 192_000, "latent_dim": 4096, "downsample_stride": 16,
+    "seanet.dimension": 4096, "seanet.n_filters": 512, "seanet.ratios": 32, "seanet.kernel_size": 63,
+    "seanet.last_kernel_size": 63, "seanet.residual_kernel_size": 63, "seanet.dilation_base": 8,
+    "seanet.n_residual_layers": 8, "seanet.compress": 8,
+    "transformer.d_model": 4096, "transformer.num_heads": 64, "transformer.num_layers": 64,
+    "transformer.dim_feedforward": 16384, "transformer.context": 4096,
+    "voxtral.patch_size": 4096, "voxtral.patch_kernel_size": 63, "voxtral.dim": 4096, "voxtral.hidden_dim": 16384,
+    "voxtral.num_heads": 64, "voxtral.num_kv_heads": 64, "voxtral.head_dim": 512, "voxtral.window": 4096,
+    "voxtral.encoder_layers": 64, "voxtral.encoder_kernels": 63, "voxtral.encoder_strides": 16,
+    "voxtral.decoder_layers": 64, "voxtral.decoder_kernels": 63, "voxtral.decoder_strides": 16,
+    "quantizer.semantic_dim": 4096, "quantizer.num_acoustic": 256, "quantizer.acoustic_dim": 4096,
+    "istft.dim": 4096, "istft.intermediate_dim": 16384, "istft.num_layers": 64, "istft.kernel_size": 63,
+    "istft.n_fft": 16384, "istft.hop_length": 4096, "istft.f0_bins": 4096,
+}
+_MAX_STAGES = 8  # entries of seanet.ratios and of voxtral's per-stage tuples
+_MAX_SEANET_WIDTH = 8192  # channels of SEANet's widest block: n_filters * 2 ** len(ratios)
+_MAX_CODEBOOK_FLOATS = 1 << 27  # codebook entries x dims over all levels (Mimi: 2**24)
+
+
+def _check_fields(obj, block: str) -> None:
+    """Check the type of every field of dataclass ``obj`` against its annotation, and the size limits; errors name
+    the field as ``block.name``. Lists are accepted where tuples are declared (JSON has no tuples)."""
+    for name, hint in _hints(type(obj)).items():
+        value, label = getattr(obj, name), f"{block}.{name}" if block else name
+        if not _is_a(value, hint):
+            raise ValueError(f"{label} must be {_describe(hint)}, got {_json_repr(value)}")
+        limit = _LIMITS.get(label)
+        if limit is not None:
+            for v in value if isinstance(value, (tuple, list)) else (value,):
+                _check(v <= limit, f"{label} is {v}, over the limit of {limit} (no real codec comes near it)")
+        if isinstance(value, (tuple, list)) and typing.get_args(hint)[-1:] == (Ellipsis,):
+            _check(len(value) <= _MAX_STAGES, f"{label} has {len(value)} entries, over the limit of {_MAX_STAGES}")
+
+
+@functools.cache
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_a(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_a(value, a) for a in args)
+    if origin is tuple:
+        if not isinstance(value, (tuple, list)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_is_a(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+        return f"a list of {len(args)} {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
+    return {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number",
+            str: "a string"}.get(hint, f"an object ({getattr(hint, '__name__', hint)})")
+
+
+def _json_repr(value: Any) -> str:
+    """``value`` as JSON shows it (with its kind for strings and containers), cut short."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    kind = {dict: "object ", list: "list ", tuple: "list ", str: "string "}.get(type(value), "")
+    return kind + text
 
 
 def bitrate(codebook_sizes: tuple[int, ...], frame_rate: float = FRAME_RATE) -> float:
@@ -69,6 +159,7 @@ class SEANetConfig:
     norm: str = "weight_norm"
 
     def __post_init__(self):
+        _check_fields(self, "seanet")
         _check(self.channels in (1, 2), f"seanet.channels must be 1 or 2, got {self.channels}")
         _check(len(self.ratios) >= 1 and all(int(r) == r and r >= 1 for r in self.ratios),
                f"seanet.ratios must be positive integers, got {self.ratios}")
@@ -77,6 +168,10 @@ class SEANetConfig:
             _check(getattr(self, name) >= 1, f"seanet.{name} must be >= 1, got {getattr(self, name)}")
         _check(self.pad_mode in _PAD_MODES, f"seanet.pad_mode must be one of {_PAD_MODES}, got {self.pad_mode!r}")
         _check(self.norm in _NORMS, f"seanet.norm must be one of {_NORMS}, got {self.norm!r}")
+        width = self.n_filters * 2 ** len(self.ratios)
+        _check(width <= _MAX_SEANET_WIDTH,
+               f"seanet.n_filters: {self.n_filters} x 2 ** {len(self.ratios)} stages = {width} channels in the widest "
+               f"block, over the limit of {_MAX_SEANET_WIDTH}")
 
     @property
     def hop_length(self) -> int:
@@ -97,6 +192,7 @@ class TransformerConfig:
     norm_eps: float = 1e-5
 
     def __post_init__(self):
+        _check_fields(self, "transformer")
         _check(self.num_layers >= 0, f"transformer.num_layers must be >= 0, got {self.num_layers}")
         _check(self.num_heads >= 1 and self.d_model % self.num_heads == 0,
                f"transformer.d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
@@ -147,6 +243,7 @@ class VoxtralConfig:
     norm: str = "weight_norm"
 
     def __post_init__(self):
+        _check_fields(self, "voxtral")
         _check(self.channels == 1, f"voxtral.channels must be 1 (Voxtral's codec is mono), got {self.channels}")
         for name in ("patch_size", "patch_kernel_size", "dim", "hidden_dim", "num_heads", "num_kv_heads",
                      "head_dim", "window"):
@@ -235,6 +332,7 @@ class QuantizerConfig:
     fsq_dither: tuple[float, float, float] = (0.5, 0.25, 0.25)
 
     def __post_init__(self):
+        _check_fields(self, "quantizer")
         _check(self.layout in ("shared", "concat"),
                f"quantizer.layout must be 'shared' or 'concat', got {self.layout!r}")
         _check(self.acoustic in ("rvq", "fsq"), f"quantizer.acoustic must be 'rvq' or 'fsq', got {self.acoustic!r}")
@@ -250,6 +348,12 @@ class QuantizerConfig:
             _check(self.acoustic_codebook_size >= 2, "quantizer.acoustic_codebook_size must be >= 2")
         all_sizes = (self.semantic_codebook_size, self.acoustic_codebook_size)
         _check(max(all_sizes) <= 65536, "codebook sizes must fit uint16 (<= 65536)")
+        floats = self.semantic_codebook_size * self.semantic_dim
+        if self.acoustic == "rvq":
+            floats += self.num_acoustic * self.acoustic_codebook_size * self.acoustic_dim
+        _check(floats <= _MAX_CODEBOOK_FLOATS,
+               f"quantizer: the codebooks hold {floats} numbers (codebook sizes x dims x levels), over the limit of "
+               f"{_MAX_CODEBOOK_FLOATS}")
         _check(0.0 <= self.unquantized_rate <= 1.0, "quantizer.unquantized_rate must be in [0, 1]")
         _check(0.0 < self.ema_decay < 1.0, "quantizer.ema_decay must be in (0, 1)")
         _check(len(self.fsq_dither) == 3 and all(p >= 0 for p in self.fsq_dither)
@@ -294,6 +398,7 @@ class ISTFTDecoderConfig:
     f0_bins: int = 128
 
     def __post_init__(self):
+        _check_fields(self, "istft")
         _check(self.phase in ISTFT_PHASES, f"istft.phase must be one of {list(ISTFT_PHASES)}, got {self.phase!r}")
         for name in ("dim", "intermediate_dim", "num_layers", "kernel_size", "n_fft", "hop_length"):
             _check(getattr(self, name) >= 1, f"istft.{name} must be >= 1, got {getattr(self, name)}")
@@ -332,6 +437,7 @@ class CodecConfig:
     istft: ISTFTDecoderConfig | None = None
 
     def __post_init__(self):
+        _check_fields(self, "")
         if self.voxtral is not None:
             self._check_voxtral()
             return
@@ -451,14 +557,21 @@ class CodecConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "CodecConfig":
+        """Build a config from its JSON form; every field's type and range is checked, and errors name ``where``
+        and the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: a config must be a JSON object, got {_json_repr(data)}")
         data = dict(data)
         version = data.pop("format_version", None)
         if version is None:
             raise ValueError(f"{where}: missing 'format_version'")
         if version != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {version} is not supported (this codec12 reads "
+            raise ValueError(f"{where}: format_version {_json_repr(version)} is not supported (this codec12 reads "
                              f"{FORMAT_VERSION})")
-        return _from_dict(cls, data, where)
+        try:
+            return _from_dict(cls, data, "")
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

@@ -12,11 +12,19 @@ from torch.nn.utils import parametrize
 
 def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
     """Load ``state`` into ``module``; missing, unexpected or mis-shaped tensors raise ValueError naming them."""
-    own = module.state_dict()
+    problems = state_problems({k: tuple(v.shape) for k, v in module.state_dict().items()},
+                              {k: tuple(v.shape) for k, v in state.items()})
+    if problems:
+        raise ValueError(f"{where}: {problems}")
+    module.load_state_dict(state, strict=True)
+
+
+def state_problems(own: dict[str, tuple[int, ...]], state: dict[str, tuple[int, ...]]) -> str:
+    """What differs between a module's tensor shapes (``own``, name -> shape) and those given (``state``, e.g. a
+    weights file's header): missing, unexpected and mis-shaped tensors ("" when nothing differs)."""
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
-    shapes = [f"{k}: {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in sorted(set(own) & set(state))
-              if state[k].shape != own[k].shape]
+    shapes = [f"{k}: {state[k]} != {own[k]}" for k in sorted(set(own) & set(state)) if state[k] != own[k]]
     problems = []
     if missing:
         problems.append(f"missing tensors {few(missing)}")
@@ -24,9 +32,7 @@ def load_state_dict_strict(module: nn.Module, state: dict[str, torch.Tensor], wh
         problems.append(f"unexpected tensors {few(extra)}")
     if shapes:
         problems.append(f"wrong shapes {few(shapes)}")
-    if problems:
-        raise ValueError(f"{where}: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+    return "; ".join(problems)
 
 
 def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[str, ...] = ()) -> None:

@@ -31,7 +31,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from codec12._fs import atomic_write
-from codec12.codec import Codec
+from codec12.codec import Codec, check_weights_fit, meta_codec
 from codec12.config import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
 from codec12.nn.conv import StreamingConvTranspose1d
 from codec12.nn.transformer import Attention
@@ -454,8 +454,11 @@ def mimi_from_pretrained(path: str | Path, *, name: str = "mimi") -> Codec:
                                name=name)
     state = _read_safetensors(files)
     where = str(files[0]) if len(files) == 1 else str(directory)
+    # Converted and checked against the config's layout first: the model is built only for weights that fit it.
+    state = mimi_state_to_codec12(state, meta_codec(config), where)
+    check_weights_fit(config, {k: tuple(v.shape) for k, v in state.items()}, where)
     codec = Codec.from_config(config)
-    load_state_dict_strict(codec, mimi_state_to_codec12(state, codec, where), where)
+    load_state_dict_strict(codec, state, where)
     return codec.eval()
 
 

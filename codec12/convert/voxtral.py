@@ -33,7 +33,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from codec12._fs import atomic_write
-from codec12.codec import Codec
+from codec12.codec import Codec, check_weights_fit, meta_codec
 from codec12.config import CodecConfig, QuantizerConfig, VoxtralConfig
 from codec12.weights import few, load_state_dict_strict
 
@@ -352,8 +352,11 @@ def voxtral_codec(checkpoint: VoxtralCheckpoint, *, name: str = "voxtral") -> Co
     # Any encoder tensor makes it a full model: one that has only some of them then fails below, naming the rest.
     config = voxtral_codec_config(checkpoint.args, f"{directory / PARAMS_NAME}:multimodal.audio_tokenizer_args",
                                   name=name, encoder=checkpoint.has_encoder)
+    # Converted and checked against the config's layout first: the model is built only for weights that fit it.
+    state = voxtral_state_to_codec12(checkpoint.tensors, meta_codec(config), where)
+    check_weights_fit(config, {k: tuple(v.shape) for k, v in state.items()}, where)
     codec = Codec.from_config(config)
-    load_state_dict_strict(codec, voxtral_state_to_codec12(checkpoint.tensors, codec, where), where)
+    load_state_dict_strict(codec, state, where)
     return codec.eval()
 
 

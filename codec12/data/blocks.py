@@ -2,7 +2,8 @@
 
 :func:`iter_audio_blocks` yields ``[C, n]`` blocks whose concatenation equals ``codec12.load_audio`` of the
 same file: the same decoding, channel conversion and NaN/empty checks, and the same resampler
-(``torchaudio.functional.resample``, a windowed-sinc filter applied as a strided convolution). Each block
+(``codec12.audio.resample``: torchaudio's windowed-sinc filter, as a strided convolution or evaluated per output
+sample for rates whose reduced ratio would make that convolution huge). Each block
 is resampled from a slice of the input with enough context on both sides for every output sample of the
 block to see exactly the input samples it sees in the whole-file resampling. Without resampling the result
 is bitwise identical; with resampling it is identical up to float rounding of the convolution (differences
@@ -20,11 +21,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
-# torchaudio.functional.resample's defaults, which load_audio uses.
-_LOWPASS_FILTER_WIDTH = 6
-_ROLLOFF = 0.99
+from codec12.audio import check_declared_length, check_file_rate, convert_channels, filter_width, open_audio, resample
 
 
 @dataclass(frozen=True)
@@ -41,14 +39,14 @@ class AudioInfo:
 
 
 def probe_audio(path: str | os.PathLike) -> AudioInfo:
-    """Read the header only; unreadable files raise ``ValueError`` naming the file and the reason."""
+    """Read the header only; unreadable files, sample rates codec12 does not read and headers that declare more
+    samples than the file holds raise ``ValueError`` naming the file and the reason."""
     path = Path(path)
-    try:
-        info = sf.info(str(path))
-    except Exception as e:  # soundfile raises LibsndfileError, RuntimeError, TypeError...
-        reason = "file not found" if not path.exists() else f"not a readable audio file ({e})"
-        raise ValueError(f"{path}: {reason}") from e
-    return AudioInfo(frames=int(info.frames), sample_rate=int(info.samplerate), channels=int(info.channels))
+    with open_audio(path) as f:
+        info = AudioInfo(frames=int(f.frames), sample_rate=int(f.samplerate), channels=int(f.channels))
+    check_file_rate(path, info.sample_rate)
+    check_declared_length(path, info.frames)
+    return info
 
 
 def resample_context(orig_rate: int, new_rate: int) -> tuple[int, int, int]:
@@ -56,7 +54,7 @@ def resample_context(orig_rate: int, new_rate: int) -> tuple[int, int, int]:
     input samples (a multiple of the orig step) each block needs on either side."""
     g = math.gcd(orig_rate, new_rate)
     orig, new = orig_rate // g, new_rate // g
-    width = math.ceil(_LOWPASS_FILTER_WIDTH * orig / (min(orig, new) * _ROLLOFF))
+    width = filter_width(orig, new)
     # The filter of output group j covers input [j*orig - width, j*orig + orig + width): one extra step of margin.
     context = (math.ceil((width + orig) / orig) + 1) * orig
     return orig, new, context
@@ -80,12 +78,15 @@ def iter_audio_blocks(path: str | os.PathLike, sample_rate: int, channels: int |
     with sf.SoundFile(str(path)) as f:
 
         def read(n: int) -> torch.Tensor:
-            data = f.read(n, dtype="float32", always_2d=True)
+            try:
+                data = f.read(n, dtype="float32", always_2d=True)
+            except sf.LibsndfileError as e:
+                raise ValueError(f"{path}: not a readable audio file ({e})") from e
             if data.shape[0] != n:
                 raise ValueError(f"{path}: truncated audio: header says {total} samples, data ends early")
             if not np.isfinite(data).all():
                 raise ValueError(f"{path}: audio contains NaN or Inf samples")
-            return _convert_channels(torch.from_numpy(np.ascontiguousarray(data.T)), channels, path)
+            return convert_channels(torch.from_numpy(np.ascontiguousarray(data.T)), channels, path)
 
         if file_rate == sample_rate:
             block = max(1, round(block_seconds * file_rate))
@@ -107,18 +108,8 @@ def iter_audio_blocks(path: str | os.PathLike, sample_rate: int, channels: int |
                 buf = torch.cat([buf, read(hi - have)], dim=-1)
             buf = buf[:, lo - buf_start:]
             buf_start = lo
-            out = AF.resample(buf[:, : hi - lo], file_rate, sample_rate)
+            out = resample(buf[:, : hi - lo], file_rate, sample_rate)
             first = (start - lo) * new // orig
             count = min(block * new // orig, out_total - start * new // orig)
             yield out[:, first:first + count].contiguous()
 
-
-def _convert_channels(wav: torch.Tensor, channels: int | None, path: Path) -> torch.Tensor:
-    # Same conversion as codec12.load_audio (a per-sample operation, so block-wise is exact).
-    if channels is None or wav.shape[0] == channels:
-        return wav
-    if channels == 1:
-        return wav.mean(dim=0, keepdim=True)
-    if wav.shape[0] == 1:
-        return wav.expand(channels, -1).contiguous()
-    raise ValueError(f"{path}: has {wav.shape[0]} channels, cannot convert to {channels}")

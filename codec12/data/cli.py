@@ -57,6 +57,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
     rank, world, local = _distributed()
     if (args.shard_index is None) != (args.num_shards is None):
         raise CLIError("--num-shards and --shard-index go together")
+    if args.num_shards is not None and args.num_shards < 1:
+        raise CLIError(f"--num-shards must be at least 1, got {args.num_shards}")
     num_shards, shard_index = args.num_shards or 1, args.shard_index or 0
     if not 0 <= shard_index < num_shards:
         raise CLIError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
@@ -93,17 +95,24 @@ def _cmd_detokenize(args: argparse.Namespace) -> int:
 
     meta = read_meta(args.input)
     model = args.model
-    if model is None:
-        source = meta.get("model_source", "")
+    if model is None:  # the dataset's model: a bundled one or a local directory, never a download
+        source = meta["model_source"]
         model = source if source and Path(source).is_dir() else meta["model"]
-    codec = Codec.from_pretrained(model, device=_device(args.device, 0))
+    codec = Codec.from_pretrained(model, device=_device(args.device, 0), local_only=args.model is None)
     summary = detokenize_dataset(args.input, args.out, codec, num_codebooks=args.num_codebooks,
                                  from_latents=args.from_latents, force=args.force, progress=not args.quiet,
                                  suffix=args.format if args.format.startswith(".") else f".{args.format}")
+    for line in summary.damaged_shards:
+        print(f"codec12 detokenize: damaged shard skipped: {line}", file=sys.stderr)
+    for uid in summary.failed[:10]:
+        print(f"codec12 detokenize: row {uid!r} failed: {summary.reasons[uid]}", file=sys.stderr)
+    if len(summary.failed) > 10:
+        print(f"codec12 detokenize: ... and {len(summary.failed) - 10} more failed rows", file=sys.stderr)
     print(f"codec12 detokenize: {summary.written} written, {summary.skipped} already there, "
-          f"{len(summary.failed)} failed; {summary.audio_seconds / 3600:.3f} h of audio in {summary.elapsed_s:.1f} s",
-          file=sys.stderr)
-    return 1 if summary.failed and not summary.written else 0
+          f"{len(summary.failed)} failed, {len(summary.damaged_shards)} damaged shards skipped; "
+          f"{summary.audio_seconds / 3600:.3f} h of audio in {summary.elapsed_s:.1f} s", file=sys.stderr)
+    # Non-zero only when nothing could be done: rows or shards failed and no file was written or already there.
+    return 1 if (summary.failed or summary.damaged_shards) and not (summary.written or summary.skipped) else 0
 
 
 def add_parsers(sub) -> None:

@@ -131,6 +131,41 @@ def read_manifest(path: str | os.PathLike) -> list[AudioInput]:
     return inputs
 
 
+# Bytes of one path component of an id: a file system's 255, less room for the output suffix (".flac") and the
+# temporary name an atomic write uses beside it (".NAME.tmpPID").
+MAX_ID_COMPONENT_BYTES = 230
+MAX_ID_BYTES = 1024
+
+
+def id_problem(input_id: object) -> str | None:
+    """Why ``input_id`` cannot name an input (None when it can). An id names the files ``codec12 detokenize``
+    writes (``OUT/{id}.wav``), so it must be a relative path of ordinary file names: not empty, UTF-8, no control
+    characters (NUL included), no empty, ``.`` or ``..`` components, no leading ``/``, and each component short
+    enough to be a file name."""
+    if not isinstance(input_id, str):
+        return f"the id must be a string, got {type(input_id).__name__}"
+    shown = repr(input_id if len(input_id) <= 60 else input_id[:57] + "...")
+    if not input_id:
+        return "the id is empty"
+    try:
+        encoded = input_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"the id {shown} is not valid UTF-8"
+    if any(ord(c) < 32 or ord(c) == 127 for c in input_id):
+        return f"the id {shown} holds a control character (NUL, newline, ...)"
+    if input_id.startswith("/"):
+        return f"the id {shown} is an absolute path"
+    parts = input_id.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return f"the id {shown} has an empty, '.' or '..' path component"
+    if len(encoded) > MAX_ID_BYTES:
+        return f"the id is {len(encoded)} bytes long (at most {MAX_ID_BYTES})"
+    longest = max(len(p.encode("utf-8")) for p in parts)
+    if longest > MAX_ID_COMPONENT_BYTES:
+        return f"the id {shown} has a {longest}-byte path component (at most {MAX_ID_COMPONENT_BYTES})"
+    return None
+
+
 def shard_of(input_id: str, num_shards: int) -> int:
     """The shard an id belongs to: a stable hash (crc32, the same on every machine and Python), so the split
     does not depend on the order inputs were found in and stays put when files are added."""

@@ -2,7 +2,8 @@
 
 Output directory layout (DESIGN.md §4)::
 
-    codec12_meta.json                 model name, config + weights hash, rates, codebook sizes, num_codebooks
+    codec12_meta.json                 model name, config + weights hash, rates, codebook sizes, num_codebooks,
+                                      the compute dtype and the partitioning (num_shards)
     shard-00000.parquet ...           one row per input (``shard-IIIII-of-NNNNN-00000.parquet`` when partitioned)
     errors.jsonl                      one JSON line per input that failed: id, path, reason
 
@@ -39,15 +40,21 @@ from codec12 import __version__
 from codec12._fs import atomic_write as _atomic_write
 from codec12.audio import load_audio
 from codec12.data.blocks import iter_audio_blocks, probe_audio
-from codec12.data.inputs import AudioInput, partition
+from codec12.data.inputs import AudioInput, id_problem, partition
 
 log = logging.getLogger(__name__)
 
 META_NAME = "codec12_meta.json"
 ERRORS_NAME = "errors.jsonl"
 META_FORMAT_VERSION = 1
-# Meta keys that must match for a run to add rows to an existing dataset.
+# Meta keys that must match for a run to add rows to an existing dataset; "dtype" and "num_shards" too, when the
+# dataset records them (datasets made before they were recorded do not).
 _MUST_MATCH = ("config_hash", "weights_hash", "num_codebooks", "latents", "sample_rate", "channels")
+# The keys codec12_meta.json must hold, and their JSON types.
+_META_TYPES = {"model": (str,), "model_source": (str,), "config_hash": (str,), "weights_hash": (str,),
+               "sample_rate": (int,), "channels": (int,), "frame_rate": (int, float), "frame_size": (int,),
+               "codebook_sizes": (list,), "num_codebooks": (int,), "latents": (bool,), "latent_dim": (int,)}
+_META_OPTIONAL_TYPES = {"dtype": (str,), "num_shards": (int,), "codec12_version": (str,)}
 _MAX_SHARD_BYTES = 256 << 20  # flush a shard early when its rows get this big (long files, latents)
 
 
@@ -136,8 +143,10 @@ class TokenizeSummary:
 
 
 # ---------------------------------------------------------------- dataset metadata and files on disk
-def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool) -> dict:
-    """The ``codec12_meta.json`` content for a dataset tokenized by ``codec``."""
+def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool, num_shards: int = 1) -> dict:
+    """The ``codec12_meta.json`` content for a dataset tokenized by ``codec`` in ``num_shards`` partitions.
+    ``dtype``: what the codes were computed in (the weights' dtype: ``Codec.encode`` runs in it whatever the
+    autocast)."""
     return {
         "format_version": META_FORMAT_VERSION,
         "model": codec.config.name or str(model_source),
@@ -152,22 +161,40 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool)
         "num_codebooks": num_codebooks,
         "latents": latents,
         "latent_dim": codec.latent_dim,
+        "dtype": str(next(codec.parameters()).dtype).removeprefix("torch."),
+        "num_shards": num_shards,
         "codec12_version": __version__,
     }
 
 
 def read_meta(data_dir: str | os.PathLike) -> dict:
-    """Read ``codec12_meta.json``; a missing or corrupt file raises ``ValueError`` naming it."""
+    """Read ``codec12_meta.json``; a missing, corrupt or incomplete file (a key missing or of the wrong type)
+    raises ``ValueError`` naming it and the key."""
     path = Path(data_dir) / META_NAME
     if not path.is_file():
         raise ValueError(f"{data_dir}: not a tokenized dataset (no {META_NAME})")
     try:
         meta = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read ({e})") from e
-    if not isinstance(meta, dict) or meta.get("format_version") != META_FORMAT_VERSION:
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: not dataset metadata (a JSON {type(meta).__name__}, not an object)")
+    if meta.get("format_version") != META_FORMAT_VERSION:
         raise ValueError(f"{path}: unsupported format_version {meta.get('format_version')!r} "
                          f"(this codec12 reads {META_FORMAT_VERSION})")
+    missing = sorted(k for k in _META_TYPES if k not in meta)
+    if missing:
+        raise ValueError(f"{path}: incomplete dataset metadata: missing {missing}")
+    for key, kinds in {**_META_TYPES, **_META_OPTIONAL_TYPES}.items():
+        value = meta.get(key)
+        if key in meta and (not isinstance(value, kinds) or isinstance(value, bool) is not (bool in kinds)):
+            raise ValueError(f"{path}: {key} must be {' or '.join(k.__name__ for k in kinds)}, got {value!r}")
+    sizes, k = meta["codebook_sizes"], meta["num_codebooks"]
+    if not (k >= 1 and len(sizes) == k and all(isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= 65536
+                                                for n in sizes)):
+        raise ValueError(f"{path}: codebook_sizes must list num_codebooks ({k}) sizes in [2, 65536], got {sizes!r}")
+    if meta.get("num_shards", 1) < 1 or meta["sample_rate"] < 1 or meta["channels"] < 1:
+        raise ValueError(f"{path}: sample_rate, channels and num_shards must be positive")
     return meta
 
 
@@ -207,15 +234,39 @@ def _ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
                 return config.hash_matches(old.get(k))
             return old.get(k) == meta[k]
 
-        diff = [f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in _MUST_MATCH if not same(k)]
+        keys = _MUST_MATCH + (("dtype",) if "dtype" in old else ())
+        diff = [f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in keys if not same(k)]
         if diff:
             raise ValueError(f"{out_dir} holds a dataset tokenized with model {old.get('model')!r} and other "
                              f"settings ({'; '.join(diff)}); use another --out directory, or the same model "
                              f"and options")
+        # One directory, one partitioning: runs of two partitionings at once would each encode the ids the other
+        # has not written yet. A dataset made before the partitioning was recorded shows it by its shard names.
+        found = _partitionings(out_dir)
+        recorded = old.get("num_shards")
+        there = {recorded} if recorded is not None else found
+        if len(there | found) > 1 or (there and there != {meta["num_shards"]}):
+            raise ValueError(f"{out_dir} is tokenized in {_describe_partitionings(there | found)}, this run in "
+                             f"{_describe_partitionings({meta['num_shards']})} (--num-shards x torchrun's "
+                             f"WORLD_SIZE); one directory holds one partitioning: run with the same one, or use "
+                             f"another --out directory")
+        if recorded is None:
+            _atomic_write_bytes(path, (json.dumps({**old, "num_shards": meta["num_shards"]}, indent=2,
+                                                  sort_keys=True) + "\n").encode())
         return
     if any(shard_paths(out_dir)):
         raise ValueError(f"{out_dir} has shards but no {META_NAME}; refusing to add rows of unknown origin")
     _atomic_write_bytes(path, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _partitionings(data_dir: Path) -> set[int]:
+    """The partition counts the shard names in ``data_dir`` show (1 for unpartitioned ``shard-00000.parquet``)."""
+    pattern = re.compile(r"shard-(?:\d+-of-(\d+)-)?\d+\.parquet")
+    return {int(m.group(1) or 1) for p in shard_paths(data_dir) if (m := pattern.fullmatch(p.name))}
+
+
+def _describe_partitionings(counts: set[int]) -> str:
+    return " and ".join("one partition" if n == 1 else f"{n} partitions" for n in sorted(counts))
 
 
 def shard_paths(data_dir: str | os.PathLike) -> list[Path]:
@@ -273,9 +324,12 @@ class ErrorLog:
             size = os.fstat(self._fd).st_size
             if size and _last_byte(self.path, size) != b"\n":
                 os.write(self._fd, b"\n")
-        line = json.dumps({"id": item.id, "path": item.path, "reason": reason,
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ensure_ascii=False) + "\n"
-        os.write(self._fd, line.encode("utf-8"))
+        entry = {"id": item.id, "path": item.path, "reason": reason, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        try:
+            data = (json.dumps(entry, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a name that is not UTF-8 (undecodable bytes): escaped, so it reads back equal
+            data = (json.dumps(entry) + "\n").encode("ascii")
+        os.write(self._fd, data)
         os.fsync(self._fd)
         self.count += 1
         log.debug("failed: %s: %s", item.path, reason)
@@ -550,7 +604,8 @@ def tokenize_dataset(inputs: list[AudioInput], out_dir: str | os.PathLike, codec
         raise ValueError(f"num_codebooks must be in [1, {codec.num_codebooks}] for this model, got {k}")
     if max(codec.codebook_sizes[:k]) > 65536:
         raise ValueError(f"codebooks of {max(codec.codebook_sizes[:k])} entries do not fit uint16 shards")
-    meta = dataset_meta(codec, model_source=model_source, num_codebooks=k, latents=options.latents)
+    meta = dataset_meta(codec, model_source=model_source, num_codebooks=k, latents=options.latents,
+                        num_shards=options.num_shards)
     ensure_meta(out_dir, meta, codec.config)
     mine = partition(inputs, options.num_shards, options.shard_index)
     prefix = shard_prefix(options.num_shards, options.shard_index)
@@ -565,13 +620,28 @@ def tokenize_dataset(inputs: list[AudioInput], out_dir: str | os.PathLike, codec
         log.info("%s: %d inputs in this partition, %d to do, %d done before", out_dir, len(mine), len(pending),
                  len(mine) - len(pending))
         try:
-            _run(job, pending, options, start)
+            # An id names the file detokenize writes, and ids and paths are stored as UTF-8: refuse what cannot.
+            refused = {x.id: reason for x in pending if (reason := _input_problem(x)) is not None}
+            for x in pending:
+                if x.id in refused:
+                    errors.record(x, refused[x.id])
+            _run(job, [x for x in pending if x.id not in refused], options, start)
         finally:
             writer.flush()  # rows already encoded are kept even when the run stops on an exception
             errors.close()
     return TokenizeSummary(total=len(mine), ok=job.ok, failed=errors.count, skipped=len(mine) - len(pending),
                            done_before=done_before, audio_seconds=job.audio_seconds,
                            elapsed_s=time.monotonic() - start, shards=writer.written)
+
+
+def _input_problem(item: AudioInput) -> str | None:
+    problem = id_problem(item.id)
+    if problem is None:
+        try:
+            item.path.encode("utf-8")
+        except UnicodeEncodeError:
+            problem = "the file's path is not valid UTF-8 (rename the file)"
+    return problem
 
 
 def _run(job: _Tokenizer, pending: list[AudioInput], options: TokenizeOptions, start: float) -> None:
@@ -593,8 +663,24 @@ def _run(job: _Tokenizer, pending: list[AudioInput], options: TokenizeOptions, s
     job.bar = tqdm(total=len(pending), unit="file", disable=not options.progress, dynamic_ncols=True,
                    smoothing=0.05)
     last_log = time.monotonic()
+    received = 0
     try:
-        for item in loader:
+        iterator = iter(loader)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            except RuntimeError as e:
+                if "DataLoader worker" not in str(e):
+                    raise
+                # A worker died (killed for memory, or a crash inside an audio decoder): keep what was loaded, then
+                # stop with a message instead of a traceback. The rows done so far are written by the caller.
+                job.encode_pool(pool)
+                raise ValueError(f"a worker process reading the inputs died ({e}) at {pending[received].path} or a "
+                                 f"file soon after it; the rows done so far are kept: run the same command again to "
+                                 f"go on (with --workers 0 to find the file if it happens again)") from None
+            received += 1
             entry = pending[item.index]
             if item.error is not None:
                 job.fail(entry, item.error)
@@ -627,11 +713,17 @@ def _identity(x):
 # ---------------------------------------------------------------- decoding a dataset back to audio
 @dataclass
 class DetokenizeSummary:
+    """What one :func:`detokenize_dataset` call did. ``failed``: ids of rows that could not be decoded or written,
+    with ``reasons`` (id -> reason); ``damaged_shards``: shards that could not be read (whole or past some row),
+    each as ``"PATH: reason"``; their remaining rows were skipped."""
+
     written: int
     skipped: int
     failed: list[str]
     audio_seconds: float
     elapsed_s: float
+    reasons: dict[str, str] = field(default_factory=dict)
+    damaged_shards: list[str] = field(default_factory=list)
 
 
 def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, codec, *,
@@ -642,17 +734,21 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
 
     Existing outputs are kept (a re-run finishes an interrupted one) unless ``force``. Rows longer than
     ``long_file_seconds`` are decoded in streaming chunks written straight to the file (bounded memory).
+    One bad row (an id that cannot be a file name, codes out of range or of the wrong shape, a length that does
+    not fit them) or one damaged shard never stops the job: it is logged, recorded in the summary and skipped.
     Raises ``ValueError`` when ``codec`` is not the model that tokenized the dataset.
     """
     from tqdm import tqdm
 
     start = time.monotonic()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if not re.fullmatch(r"\.[A-Za-z0-9]+", suffix):
+        raise ValueError(f"output suffix must be like '.wav', got {suffix!r}")
     meta = read_meta(data_dir)
-    if not codec.config.hash_matches(meta["config_hash"]) or meta.get("weights_hash") != codec.weights_hash():
-        raise ValueError(f"{data_dir} was tokenized with model {meta.get('model')!r} (config {meta['config_hash']}, "
-                         f"weights {meta.get('weights_hash')}); the model given differs")
-    if from_latents and not meta.get("latents"):
+    if not codec.config.hash_matches(meta["config_hash"]) or meta["weights_hash"] != codec.weights_hash():
+        raise ValueError(f"{data_dir} was tokenized with model {meta['model']!r} (config {meta['config_hash']}, "
+                         f"weights {meta['weights_hash']}); the model given differs")
+    if from_latents and not meta["latents"]:
         raise ValueError(f"{data_dir}: tokenized without --latents; there are no latents to decode")
     k = meta["num_codebooks"] if num_codebooks is None else num_codebooks
     if not 1 <= k <= meta["num_codebooks"]:
@@ -662,50 +758,85 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
         raise ValueError(f"{data_dir}: no shard-*.parquet files")
     out_dir.mkdir(parents=True, exist_ok=True)
     column = "latents" if from_latents else "codes"
-    total = sum(pq.ParquetFile(p).metadata.num_rows for p in paths)
-    written, skipped, failed, seconds = 0, 0, [], 0.0
-    chunk_frames = max(1, round(chunk_seconds * codec.frame_rate))
-    long_frames = long_file_seconds * codec.frame_rate
-    device = next(codec.parameters()).device
+    summary = DetokenizeSummary(written=0, skipped=0, failed=[], audio_seconds=0.0, elapsed_s=0.0)
+
+    def damaged(path: Path, e: Exception, rows_done: int) -> None:
+        where = f"unreadable after {rows_done} rows" if rows_done else "unreadable"
+        summary.damaged_shards.append(f"{path}: {where} ({type(e).__name__}: {e})")
+        log.warning("%s: damaged shard, %s (%s); its remaining rows are skipped", path, where, e)
+
+    shards = []
+    for path in paths:
+        try:
+            shards.append((path, pq.ParquetFile(path)))
+        except Exception as e:  # truncated, overwritten, not Parquet: pyarrow raises several types
+            damaged(path, e, 0)
+    total = sum(f.metadata.num_rows for _, f in shards)
+    decoder = _RowDecoder(codec, out_dir, suffix, k, from_latents, force, chunk_seconds, long_file_seconds)
     with tqdm(total=total, unit="file", disable=not progress, dynamic_ncols=True) as bar:
-        for path in paths:
-            for rb in pq.ParquetFile(path).iter_batches(batch_size=16, columns=["id", "num_samples", column]):
-                ids, lengths, values = rb.column(0).to_pylist(), rb.column(1).to_pylist(), rb.column(2)
-                for i, (uid, n) in enumerate(zip(ids, lengths)):
-                    bar.update(1)
-                    target = _output_file(out_dir, uid, suffix)
-                    if target is None:
-                        failed.append(uid)
-                        log.warning("%s: id %r cannot be a file name below %s; skipped", path, uid, out_dir)
-                        continue
-                    if target.exists() and not force:
-                        skipped += 1
-                        continue
-                    try:
-                        rows = values[i].values  # list<list<...>> -> the K (or D) rows of this item
-                        array = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
-                        x = torch.from_numpy(array.astype(np.float32 if from_latents else np.int64))
-                        if not from_latents:
-                            x = x[:k]
-                        x = x[None].to(device)
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        _decode_to_file(codec, x, n, target, from_latents,
-                                        chunk_frames if x.shape[-1] > long_frames else None)
-                    except (ValueError, OSError, RuntimeError) as e:  # one bad row never stops the job
-                        failed.append(uid)
-                        log.warning("%s: id %r: %s; skipped", path, uid, e)
-                        continue
-                    written += 1
-                    seconds += n / codec.sample_rate
-    return DetokenizeSummary(written=written, skipped=skipped, failed=failed, audio_seconds=seconds,
-                             elapsed_s=time.monotonic() - start)
+        for path, parquet in shards:
+            rows_done = 0
+            try:
+                for rb in parquet.iter_batches(batch_size=16, columns=["id", "num_samples", column]):
+                    for uid, n, value in zip(*(rb.column(i) for i in range(3))):
+                        rows_done += 1
+                        bar.update(1)
+                        decoder.row(summary, path, uid.as_py(), n.as_py(), value)
+            except Exception as e:  # the shard, not a row: a row's failures are caught in _RowDecoder.row
+                damaged(path, e, rows_done)
+    summary.elapsed_s = time.monotonic() - start
+    return summary
 
 
-def _output_file(out_dir: Path, uid: str, suffix: str) -> Path | None:
-    parts = Path(uid).parts
-    if not parts or Path(uid).is_absolute() or any(p in ("..", ".") for p in parts):
-        return None
-    return out_dir / f"{uid}{suffix}"
+class _RowDecoder:
+    """Decodes one row of a tokenized dataset to its file; a row that cannot be is recorded in the summary."""
+
+    def __init__(self, codec, out_dir: Path, suffix: str, num_codebooks: int, from_latents: bool, force: bool,
+                 chunk_seconds: float, long_file_seconds: float) -> None:
+        self.codec, self.out_dir, self.suffix, self.k = codec, out_dir, suffix, num_codebooks
+        self.from_latents, self.force = from_latents, force
+        self.chunk_frames = max(1, round(chunk_seconds * codec.frame_rate))
+        self.long_frames = long_file_seconds * codec.frame_rate
+        self.device = next(codec.parameters()).device
+
+    def row(self, summary: DetokenizeSummary, shard: Path, uid, num_samples, value) -> None:
+        try:
+            problem = id_problem(uid)
+            if problem is not None:
+                raise ValueError(f"{problem}; it cannot name a file")
+            target = self.out_dir / f"{uid}{self.suffix}"
+            if target.exists() and not self.force:
+                summary.skipped += 1
+                return
+            x = self._tensor(value)
+            frames = x.shape[-1]
+            if not isinstance(num_samples, int) or not 0 < num_samples <= frames * self.codec.frame_size:
+                raise ValueError(f"num_samples {num_samples!r} does not fit {frames} frames of "
+                                 f"{self.codec.frame_size} samples")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _decode_to_file(self.codec, x.to(self.device), num_samples, target, self.from_latents,
+                            self.chunk_frames if frames > self.long_frames else None)
+        except Exception as e:  # one bad row never stops the job: ValueError, OSError, pyarrow's, torch's...
+            key = uid if isinstance(uid, str) else repr(uid)
+            summary.failed.append(key)
+            summary.reasons[key] = str(e) if isinstance(e, (ValueError, OSError)) else f"{type(e).__name__}: {e}"
+            log.warning("%s: id %r: %s; skipped", shard, uid, summary.reasons[key])
+            return
+        summary.written += 1
+        summary.audio_seconds += num_samples / self.codec.sample_rate
+
+    def _tensor(self, value) -> torch.Tensor:
+        """A row's list<list<...>> codes [K][T'] (or latents [D][T']) -> [1, K or D, T']."""
+        rows = value.values
+        if rows is None or len(rows) == 0 or rows.null_count:
+            raise ValueError(f"no {'latents' if self.from_latents else 'codes'} in this row")
+        lengths = set(rows.value_lengths().to_pylist())
+        if len(lengths) != 1 or 0 in lengths:
+            raise ValueError(f"ragged or empty rows of {'latents' if self.from_latents else 'codes'} (lengths "
+                             f"{sorted(lengths)[:4]})")
+        array = rows.flatten().to_numpy(zero_copy_only=False).reshape(len(rows), -1)
+        x = torch.from_numpy(array.astype(np.float32 if self.from_latents else np.int64))
+        return (x if self.from_latents else x[:self.k])[None]
 
 
 def _decode_to_file(codec, x: torch.Tensor, num_samples: int, target: Path, from_latents: bool,

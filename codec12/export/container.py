@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import struct
 from pathlib import Path
@@ -22,11 +23,17 @@ from codec12.command import DEFAULT_MODEL
 MAGIC = b"C12\x00"
 VERSION = 1
 _HEAD = struct.Struct("<4sBI")
+_MAX_HEADER_BYTES = 1 << 20  # written headers are a few hundred bytes
+# Header fields and the JSON types they must have (every writer of this version writes them all).
+_HEADER_TYPES = {"num_codebooks": int, "num_frames": int, "num_samples": int, "sample_rate": int,
+                 "codebook_sizes": list, "config_hash": str, "weights_hash": str, "model": str, "frame_rate": float,
+                 "channels": int}
+# What ``codec12 encode`` writes and ``codec12 decode`` needs.
+HEADER_FIELDS = tuple(_HEADER_TYPES)
 
 
 def write_c12(path: str | os.PathLike, codes, header: dict[str, Any]) -> None:
-    """Write codes [K, T'] (a numpy array or a torch tensor, values < 65536) with ``header``; temp file then
-    rename."""
+    """Write codes [K, T'] (a numpy array or a torch tensor, values < 65536) with ``header``, atomically."""
     codes = np.asarray(codes.cpu() if hasattr(codes, "cpu") else codes)
     if codes.ndim != 2:
         raise ValueError(f"{path}: codes must be [K, T'], got shape {codes.shape}")
@@ -39,26 +46,87 @@ def write_c12(path: str | os.PathLike, codes, header: dict[str, Any]) -> None:
 
 
 def read_c12(path: str | os.PathLike) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a container: (codes int64 [K, T'], header). Corrupt files raise ValueError naming the file."""
+    """Read a container: (codes int64 [K, T'], header). Corrupt files, and header fields of the wrong type or out
+    of range (:func:`check_header`), raise ValueError naming the file and the field."""
     path = Path(path)
-    data = path.read_bytes()
-    if len(data) < _HEAD.size:
-        raise ValueError(f"{path}: too short to be a .c12 file ({len(data)} bytes)")
-    magic, version, size = _HEAD.unpack_from(data)
-    if magic != MAGIC:
-        raise ValueError(f"{path}: not a .c12 file (bad magic {magic!r})")
-    if version != VERSION:
-        raise ValueError(f"{path}: .c12 version {version} is not supported (this codec12 reads {VERSION})")
-    try:
-        header = json.loads(data[_HEAD.size:_HEAD.size + size].decode())
-        k, t = int(header["num_codebooks"]), int(header["num_frames"])
-    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path}: corrupt .c12 header ({e})") from e
-    body = data[_HEAD.size + size:]
-    if len(body) != 2 * k * t:
-        raise ValueError(f"{path}: truncated .c12 file: expected {2 * k * t} bytes of codes, found {len(body)}")
-    codes = np.frombuffer(body, dtype="<u2").reshape(k, t).astype(np.int64)
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(_HEAD.size)
+        if len(head) < _HEAD.size:
+            raise ValueError(f"{path}: too short to be a .c12 file ({len(head)} bytes)")
+        magic, version, header_size = _HEAD.unpack(head)
+        if magic != MAGIC:
+            raise ValueError(f"{path}: not a .c12 file (bad magic {magic!r})")
+        if version != VERSION:
+            raise ValueError(f"{path}: .c12 version {version} is not supported (this codec12 reads {VERSION})")
+        if header_size > min(_MAX_HEADER_BYTES, size - _HEAD.size):
+            raise ValueError(f"{path}: corrupt .c12 header (its length field says {header_size} bytes, the file has "
+                             f"{size - _HEAD.size} after the fixed part)")
+        try:
+            header = json.loads(f.read(header_size).decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: corrupt .c12 header ({e})") from e
+        check_header(header, path, required=("num_codebooks", "num_frames"))
+        k, t = header["num_codebooks"], header["num_frames"]
+        body_size = size - _HEAD.size - header_size
+        if body_size != 2 * k * t:
+            raise ValueError(f"{path}: truncated .c12 file: the header says {k} x {t} codes ({2 * k * t} bytes), "
+                             f"the file holds {body_size} bytes of codes")
+        codes = np.frombuffer(f.read(body_size), dtype="<u2").reshape(k, t).astype(np.int64)
+    if "codebook_sizes" in header:
+        bad = (codes >= np.asarray(header["codebook_sizes"])[:, None]).any(axis=1)
+        if bad.any():
+            row = int(bad.nonzero()[0][0])
+            raise ValueError(f"{path}: codes out of range in row {row} (codebook size {header['codebook_sizes'][row]})")
     return codes, header
+
+
+def check_header(header: Any, path: str | os.PathLike, required: tuple[str, ...] = HEADER_FIELDS) -> None:
+    """Check a ``.c12`` header: the ``required`` fields are there, and every known field present has its type
+    and a value in range (codebook sizes that match the rows, a sample count that fits the frames...)."""
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: corrupt .c12 header (a JSON {type(header).__name__}, not an object)")
+    missing = [k for k in required if k not in header]
+    if missing:
+        raise ValueError(f"{path}: .c12 header lacks {missing}")
+    for key, kind in _HEADER_TYPES.items():
+        if key not in header:
+            continue
+        value = header[key]
+        ok = isinstance(value, (int, float)) and math.isfinite(value) if kind is float else isinstance(value, kind)
+        if not ok or isinstance(value, bool):
+            raise ValueError(f"{path}: .c12 header field {key} must be {_KIND_NAMES[kind]}, got {value!r:.80}")
+    k, t = header["num_codebooks"], header["num_frames"]
+    checks = [(1 <= k <= 65536, f"num_codebooks must be in [1, 65536], got {k}"),
+              (t >= 1, f"num_frames must be >= 1, got {t}")]
+    if "codebook_sizes" in header:
+        sizes = header["codebook_sizes"]
+        checks.append((len(sizes) == k and all(isinstance(s, int) and not isinstance(s, bool) and 2 <= s <= 65536
+                                                for s in sizes),
+                       f"codebook_sizes must be {k} integers in [2, 65536], got {sizes!r:.80}"))
+    if "sample_rate" in header:
+        checks.append((0 < header["sample_rate"] <= 1_000_000,
+                       f"sample_rate must be in [1, 1000000], got {header['sample_rate']}"))
+    if "frame_rate" in header:
+        checks.append((header["frame_rate"] > 0, f"frame_rate must be positive, got {header['frame_rate']}"))
+    if "channels" in header:
+        checks.append((header["channels"] in (1, 2), f"channels must be 1 or 2, got {header['channels']}"))
+    if "model" in header:
+        checks.append((bool(header["model"]), "model is an empty string"))
+    if "num_samples" in header:
+        checks.append((header["num_samples"] >= 1, f"num_samples must be >= 1, got {header['num_samples']}"))
+    for ok, problem in checks:
+        if not ok:
+            raise ValueError(f"{path}: .c12 header field {problem}")
+    if {"num_samples", "sample_rate", "frame_rate"} <= header.keys():
+        frame_size = header["sample_rate"] / header["frame_rate"]
+        n = header["num_samples"]
+        if not (t - 1) * frame_size < n <= t * frame_size:
+            raise ValueError(f"{path}: .c12 header field num_samples ({n}) does not fit {t} frames of {frame_size:g} "
+                             f"samples")
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", list: "a list"}
 
 
 def _output_path(path: Path, force: bool) -> Path:
@@ -93,16 +161,25 @@ def _cmd_decode(args: argparse.Namespace) -> int:
 
     out = _output_path(Path(args.output), args.force)
     codes, header = read_c12(args.input)
-    model = args.model or header.get("model")
-    if not model:
-        raise ValueError(f"{args.input}: the file names no model; pass --model")
-    codec = Codec.from_pretrained(model, device=args.device)
-    if not codec.config.hash_matches(header.get("config_hash")) or header.get("weights_hash") != codec.weights_hash():
-        raise ValueError(f"{args.input}: encoded with model {header.get('model')!r} (config "
-                         f"{header.get('config_hash')}, weights {header.get('weights_hash')}), which is not the model "
-                         f"{model!r}; pass the model it was encoded with as --model")
+    check_header(header, args.input, tuple(k for k in HEADER_FIELDS if k != "model" or args.model is None))
+    model = args.model or header["model"]
+    # A model the file names is only looked for locally (bundled, or a directory): a file must not start a download.
+    try:
+        codec = Codec.from_pretrained(model, device=args.device, local_only=args.model is None)
+    except ValueError as e:
+        if args.model is not None:
+            raise
+        raise ValueError(f"{args.input}: names model {model!r}, which cannot be used ({e}); pass the model it was "
+                         f"encoded with as --model") from e
+    if not codec.config.hash_matches(header["config_hash"]) or header["weights_hash"] != codec.weights_hash():
+        raise ValueError(f"{args.input}: encoded with model {header.get('model')!r} (config {header['config_hash']}, "
+                         f"weights {header['weights_hash']}), which is not the model {model!r}; pass the model it was "
+                         f"encoded with as --model")
+    if (header["sample_rate"], header["channels"], header["codebook_sizes"]) != (
+            codec.sample_rate, codec.channels, list(codec.codebook_sizes[: codes.shape[0]])):
+        raise ValueError(f"{args.input}: the header's sample_rate, channels or codebook_sizes differ from the model's")
     wav = codec.decode(torch.from_numpy(codes)[None].to(args.device))[0]
-    save_audio(out, wav[..., : int(header.get("num_samples", wav.shape[-1]))], codec.sample_rate)
+    save_audio(out, wav[..., : header["num_samples"]], codec.sample_rate)
     return 0
 
 

@@ -26,8 +26,12 @@ class ScalarQuantizer(nn.Module):
         self.dither = dither
         self.input_proj = _projection(dim, num_dims)
         self.output_proj = _projection(num_dims, dim)
-        # levels=[L] with num_codebooks=D: D rows of L levels, without an L**D implicit codebook.
-        self.fsq = FSQ(levels=[levels], num_codebooks=num_dims, dim=num_dims)
+        # levels=[L] with num_codebooks=D: D rows of L levels, without an L**D implicit codebook. FSQ reads a size
+        # back with .item() while it is built, which the meta device (a codec built there to check a config
+        # against a weights file) cannot do: its few buffers, none of them saved, are built on the CPU then.
+        device = torch.empty(0).device
+        with torch.device("cpu" if device.type == "meta" else device):
+            self.fsq = FSQ(levels=[levels], num_codebooks=num_dims, dim=num_dims)
 
     @property
     def num_levels(self) -> int:

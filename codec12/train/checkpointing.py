@@ -8,6 +8,7 @@ instead, keeping the parts named in ``model.init_fresh`` at their random weights
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from codec12.train import checkpoint as ckpt
 from codec12.train.distributed import Ranks
 from codec12.train.recipe import CODEC_PARTS, Recipe
 from codec12.weights import copy_weights, load_state_dict_strict
+
+log = logging.getLogger("codec12.train")
 
 
 @dataclass
@@ -49,8 +52,9 @@ class TrainedParts:
 class Checkpointing:
     """The checkpoints of the run in ``out_dir`` (``out_dir/checkpoints``).
 
-    Without ``resume`` a directory that already holds checkpoints is refused; with it the latest one is
-    :attr:`resume_from` (None when there is none yet: the run starts from step 0).
+    Without ``resume`` a directory that already holds checkpoints is refused; with it the newest one that reads
+    whole (:func:`~codec12.train.checkpoint.resume_checkpoint`) is :attr:`resume_from` (None when there is none
+    yet: the run starts from step 0).
     """
 
     def __init__(self, out_dir: Path, recipe: Recipe, config: CodecConfig, ranks: Ranks, *, resume: bool,
@@ -60,12 +64,13 @@ class Checkpointing:
         self.config = config
         self.ranks = ranks
         self.info = info
-        latest = ckpt.latest_checkpoint(self.root) if self.root.is_dir() else None
-        if latest is not None and not resume:
-            raise ValueError(f"{out_dir} already holds checkpoints (latest {latest.name}): pass --resume to "
+        held = ckpt.checkpoint_dirs(self.root) if self.root.is_dir() else []
+        if held and not resume:
+            raise ValueError(f"{out_dir} already holds checkpoints (latest {held[0].name}): pass --resume to "
                              f"continue, or choose another --out")
-        self.resume_from: Path | None = latest if resume else None
-        if resume and latest is None:
+        # The newest checkpoint that reads whole: newer ones that are damaged are skipped with a warning.
+        self.resume_from: Path | None = ckpt.resume_checkpoint(self.root, log.warning) if resume and held else None
+        if resume and not held:
             info(f"no checkpoint in {self.root}; starting from step 0")
 
     # ---- save and resume
