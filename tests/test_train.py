@@ -42,7 +42,7 @@ from codec12.train.recipe import CODEC_PARTS
 from codec12.weights import load_state_dict_strict
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ROOT / "recipes"
+RECIPES = ROOT / "codec12" / "recipes"
 
 
 @pytest.fixture(autouse=True)
