@@ -190,7 +190,7 @@ def add_parsers(sub) -> None:
     p.add_argument("output", help="output .c12 file")
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or directory (default: {DEFAULT_MODEL})")
     p.add_argument("--num-codebooks", type=int, default=None, help="codebooks to keep (default: all)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the output")
     p.set_defaults(func=_cmd_encode)
 
@@ -198,6 +198,6 @@ def add_parsers(sub) -> None:
     p.add_argument("input", help=".c12 file")
     p.add_argument("output", help="output audio file (format from the suffix, e.g. .wav, .flac)")
     p.add_argument("--model", default=None, help="model name or directory (default: the one in the file)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite the output")
     p.set_defaults(func=_cmd_decode)
