@@ -64,3 +64,16 @@ def test_train_help_names_every_bundled_recipe():
     train = parser._subparsers._group_actions[0].choices["train"]
     for name in bundled_recipes():
         assert name in train.description
+
+
+def test_licence_is_stated_for_the_code_and_the_bundled_weights(wheel):
+    text = (ROOT / "LICENSE").read_text()
+    assert text.split()[:4] == ["Apache", "License", "Version", "2.0,"] and "END OF TERMS AND CONDITIONS" in text
+    whl = zipfile.ZipFile(wheel)
+    (meta,) = [n for n in whl.namelist() if n.endswith(".dist-info/METADATA")]
+    assert "License-Expression: Apache-2.0" in whl.read(meta).decode()
+    assert any(n.endswith("licenses/LICENSE") for n in whl.namelist())
+    for page in ("README.md", "docs/models.md"):
+        licence = (ROOT / page).read_text().split("## Licence", 1)[1].split("\n## ", 1)[0]
+        for name in ("Apache", "GPL-2+", "GPL-3", "CC-BY-SA-3.0", "GFDL-1.3", "synthetic speech"):
+            assert name in licence, (page, name)
