@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from codec12 import __version__
+from codec12._optional import MissingExtra
 from codec12.command import DEFAULT_MODEL, ArgumentParser, CLIError, add_model_argument
 
 __all__ = ["DEFAULT_MODEL", "CLIError", "add_model_argument", "build_parser", "main"]
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+    except (CLIError, MissingExtra, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"codec12 {args.command}: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # permissions, a directory where a file was expected, a full disk...

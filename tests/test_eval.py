@@ -222,5 +222,5 @@ def test_inline_markdown_of_the_notes_becomes_html():
                                                 ("wer", "jiwer")])
 def test_a_missing_optional_metric_names_the_extra(metric, module, monkeypatch):
     monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
-    with pytest.raises(MetricUnavailable, match=r"pip install 'codec12\[eval\]'"):
+    with pytest.raises(MetricUnavailable, match=r"pip install 'codec12\[metrics\]'"):
         METRICS[metric].load()

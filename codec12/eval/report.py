@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from codec12._fs import atomic_write
+from codec12._optional import require
 from codec12.eval.metrics import METRICS, SAMPLE_RATE
 
 
 def spectrogram_png(path: Path, signals: dict[str, np.ndarray], title: str = "") -> None:
     """One panel per signal (first: the original), log-magnitude STFT on a shared colour scale."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "eval", "codec12 eval's spectrogram figures")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -107,7 +107,7 @@ def inline_html(text: str) -> str:
 
 def _header_lines(result) -> list[str]:
     s = result.summary
-    lines = [f"Data: `{s['data']}`", f"Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
+    lines = [f"Data: `{s['data']}`", f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"]
     if "model" in s:
         lines.insert(0, f"Model: `{s['model']}` ({s.get('model_name') or 'unnamed'}, config {s.get('config_hash')}, "
                         f"{s.get('model_sample_rate')} Hz)")
