@@ -12,10 +12,11 @@ SYSDEPS := sox ffmpeg codec2 opus-tools espeak-ng
 
 install: sysdeps $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,readers]'
+	# every extra the tests use, at the exact versions they pass with (pyproject.toml states ranges)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[train,eval,onnx,dev,readers]'
 	# moshi (for the Mimi original-layout parity test) pins an older torch: install it without its pins
 	$(BIN)/python -m pip install -q --no-deps moshi==0.2.13 sentencepiece==0.2.3
 	# vllm-omni holds Voxtral TTS's reference codec (tests/test_voxtral.py); its vLLM dependencies are not needed

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -74,7 +74,7 @@ def main() -> None:
     lines += [f"| {n} | {fe:.2f} | {fd:.2f} | {100 * ue:.1f} | {100 * ud:.1f} |" for n, fe, fd, ue, ud in rows]
     cmd = "python benchmarks/compute.py " + " ".join(sys.argv[1:])
     text = (f"{machine_line(args.threads)}  \nCommand: `{cmd.strip()}`  \n"
-            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; measured fp32 matmul peak "
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; measured fp32 matmul peak "
             f"{peak:.1f} GFLOP/s (torch.mm {peak_n}×{peak_n}); FLOPs counted by torch's FlopCounterMode on "
             f"{args.seconds:g} s of audio; mimi-8cb = transformers MimiModel at 8 codebooks, encodec-24k = "
             f"transformers EncodecModel at 1.5 kbps.\n\n" + "\n".join(lines))

@@ -16,7 +16,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -92,7 +92,7 @@ def main() -> None:
     ])
     cmd = "python benchmarks/mimi_speed.py " + " ".join(sys.argv[1:])
     text = (f"{machine}  \nCommand: `{cmd.strip()}`  \n"
-            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; default MimiConfig ({params:.1f}M parameters, "
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; default MimiConfig ({params:.1f}M parameters, "
             f"random weights), {seconds:g} s of 24 kHz audio, {k} codebooks, best of {args.repeats}, torch "
             f"{torch.__version__}, transformers {transformers.__version__}.  \n"
             f"Same codes: {same_codes}; decoded audio max abs diff {max_diff:.2e}.\n\n{table}")

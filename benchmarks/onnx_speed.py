@@ -14,7 +14,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +108,7 @@ def main() -> None:
         lines.append(f"| {r['model']} | {r['runtime']} | {r['encode']:.3f} | {r['decode']:.3f} | {r['enc_p50']:.1f} | "
                      f"{r['enc_p99']:.1f} | {r['dec_p50']:.1f} | {r['dec_p99']:.1f} |")
     cmd = "python benchmarks/onnx_speed.py " + " ".join(sys.argv[1:])
-    text = (f"{machine}  \nCommand: `{cmd.strip()}`  \nDate: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
+    text = (f"{machine}  \nCommand: `{cmd.strip()}`  \nDate: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; "
             f"random weights (speed does not depend on them), weight norm folded on both sides, float32; offline: "
             f"{args.seconds:g} s of audio, best of {args.repeats}, seconds per second of audio (lower is better); "
             f"streaming: one 80 ms frame per call over {args.frames} frames, ms.\n\n" + "\n".join(lines))

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -101,7 +101,7 @@ def main() -> None:
     cmd = "python benchmarks/quality.py " + " ".join(sys.argv[1:])
     model = "no model" if args.no_model else f"model `{args.model}`"
     text = (f"{machine_line(0).split(', 0 torch')[0]}  \nCommand: `{cmd.strip()}`  \n"
-            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {model}; data `{args.data}` "
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {model}; data `{args.data}` "
             f"({summary['files_scored']} files).\n\n{markdown_table(result)}\n\n"
             + "\n".join(f"- {n}" for n in _notes(result)))
     print(text)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -232,7 +232,7 @@ def main() -> None:
     mem = peak_memory(names, args.long_seconds, args.threads)
     cmd = "python benchmarks/speed.py " + " ".join(sys.argv[1:])
     text = (f"{machine_line(args.threads)}  \nCommand: `{cmd.strip()}`  \n"
-            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; {args.seconds:g} s of audio, best of "
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; {args.seconds:g} s of audio, best of "
             f"{args.repeats}, torch {torch.__version__}.\n\n{render(args, off, stream, mem)}")
     print(text)
     if not args.no_write:

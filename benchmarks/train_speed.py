@@ -54,7 +54,7 @@ def measure(recipe_path: str, data: str, steps: int, warmup: int, threads: int, 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "tiny-16k-cpu.json"))
+    p.add_argument("--recipe", default="tiny-16k-cpu", help="recipe file or bundled recipe name")
     p.add_argument("--data", help="directory or manifest (default: 16 generated 4 s files)")
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--warmup", type=int, default=3)

@@ -20,7 +20,7 @@ import argparse
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +125,7 @@ def main() -> None:
     ])
     cmd = "python benchmarks/voxtral_speed.py " + " ".join(sys.argv[1:])
     text = (f"{machine}  \nCommand: `{cmd.strip()}`  \n"
-            f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; the released codec arguments ({params:.1f}M "
+            f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M UTC}; the released codec arguments ({params:.1f}M "
             f"parameters with the encoder, random weights), {seconds:g} s of 24 kHz audio ({codes.shape[-1]} frames, "
             f"37 codebooks), float32, best of {args.repeats}; reference: vllm-omni {VERSION} "
             f"`VoxtralTTSAudioTokenizer` on PyTorch's attention (no flash-attn on CPU); torch {torch.__version__}; "

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Codec": "codec12.codec",
     "CodecOutput": "codec12.codec",
+    "EncodedBatch": "codec12.codec",
     "CodecConfig": "codec12.config",
     "ISTFTDecoderConfig": "codec12.config",
     "QuantizerConfig": "codec12.config",

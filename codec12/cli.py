@@ -1,16 +1,18 @@
 """codec12 command line: one entry point with argparse subcommands.
 
 Each command lives next to the code it drives and registers itself through ``add_parsers(subparsers)``
-(setting ``func``). Errors go to stderr as ``codec12 CMD: error: ...`` with exit status 1.
+(setting ``func``). Errors, usage errors too, go to stderr as one line ``codec12 CMD: error: ...`` with exit
+status 1.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
-from codec12.command import DEFAULT_MODEL, CLIError, add_model_argument
+from codec12 import __version__
+from codec12._optional import MissingExtra
+from codec12.command import DEFAULT_MODEL, ArgumentParser, CLIError, add_model_argument
 
 __all__ = ["DEFAULT_MODEL", "CLIError", "add_model_argument", "build_parser", "main"]
 
@@ -26,8 +28,9 @@ COMMAND_MODULES = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="codec12", description="12.5 Hz neural speech codec")
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="codec12", description="12.5 Hz neural speech codec")
+    parser.add_argument("--version", action="version", version=f"codec12 {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parsers(sub)
@@ -38,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
+    except (CLIError, MissingExtra, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError) as e:
         print(f"codec12 {args.command}: error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # permissions, a directory where a file was expected, a full disk...

@@ -6,7 +6,7 @@ import hashlib
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +55,34 @@ class CodecOutput:
     synthesis: SynthesisOutput | None = None
 
 
+@dataclass
+class EncodedBatch:
+    """Result of :meth:`Codec.encode_batch`: clips of different lengths encoded in one call.
+
+    codes: int64 [B, K, max(lengths)], zeros after each item's own frames.
+    lengths: int64 [B], the frames of each item, ``ceil(T_i / frame_size)``; ``codes[i, :, :lengths[i]]`` equals
+        ``codec.encode(clip_i[None])[0]``.
+    """
+
+    codes: torch.Tensor
+    lengths: torch.Tensor
+
+    def unbatched(self) -> list[torch.Tensor]:
+        """Each item's codes, [K, lengths[i]]."""
+        return [codes[:, :n] for codes, n in zip(self.codes, self.lengths.tolist())]
+
+
+def _sizes_text(sizes: tuple[int, ...]) -> str:
+    """``(8192, 21, 21, ...)`` -> ``"8192 + 36x21"``: runs of equal codebook sizes."""
+    runs: list[list[int]] = []
+    for n in sizes:
+        if runs and runs[-1][0] == n:
+            runs[-1][1] += 1
+        else:
+            runs.append([n, 1])
+    return " + ".join(f"{count}x{n}" if count > 1 else str(n) for n, count in runs)
+
+
 def _transformer(config: CodecConfig) -> StreamingTransformer:
     t = config.transformer
     return StreamingTransformer(t.d_model, t.num_heads, t.num_layers, t.dim_feedforward, t.context, t.max_period,
@@ -101,6 +129,12 @@ class Codec(nn.Module):
         )
 
     # ---- properties (derived from the config)
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.parameters())
+        return (f"Codec({self.config.name or 'unnamed'}: {self.sample_rate} Hz, {self.frame_rate:g} frames/s, "
+                f"{self.num_codebooks} codebooks ({_sizes_text(self.codebook_sizes)}), {self.bitrate / 1000:.2f} kbps, "
+                f"{params / 1e6:.2f} M parameters)")
+
     @property
     def sample_rate(self) -> int:
         return self.config.sample_rate
@@ -248,6 +282,27 @@ class Codec(nn.Module):
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
             return self.quantizer.encode(self._latents(wav), k)
+
+    @torch.no_grad()
+    def encode_batch(self, clips: Sequence[torch.Tensor], num_codebooks: int | None = None) -> EncodedBatch:
+        """Clips of different lengths, each [C, T_i], in one batch -> :class:`EncodedBatch` (codes [B, K, T'max]
+        and each item's frame count). The model is causal, so the zeros that pad a clip to the longest one cannot
+        change its own frames: each item's codes equal those of encoding it alone."""
+        if self._stream_batch is not None:
+            raise ValueError("encode_batch pads clips to one length; while streaming, call encode on whole frames")
+        if isinstance(clips, torch.Tensor) or not len(clips):
+            raise ValueError("encode_batch takes a non-empty list of [C, T] clips (for one [B, C, T] tensor, "
+                             "call encode)")
+        for i, clip in enumerate(clips):
+            if not isinstance(clip, torch.Tensor) or clip.dim() != 2 or clip.shape[-1] == 0:
+                shape = tuple(clip.shape) if isinstance(clip, torch.Tensor) else type(clip).__name__
+                raise ValueError(f"encode_batch: clip {i} must be a non-empty [C, T] tensor, got {shape}")
+        longest = max(clip.shape[-1] for clip in clips)
+        wav = torch.stack([nn.functional.pad(clip, (0, longest - clip.shape[-1])) for clip in clips])
+        codes = self.encode(wav, num_codebooks)
+        lengths = torch.tensor([-(-clip.shape[-1] // self.frame_size) for clip in clips], device=codes.device)
+        codes = codes.masked_fill(torch.arange(codes.shape[-1], device=codes.device) >= lengths[:, None, None], 0)
+        return EncodedBatch(codes=codes, lengths=lengths)
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:

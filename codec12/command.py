@@ -15,6 +15,14 @@ class CLIError(Exception):
     """A user-facing error: printed without a traceback."""
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's manners: a usage error is one line on stderr and exit status 1, like every
+    other bad input (argparse's own is the whole usage and status 2). Subcommand parsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(1, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help=f"bundled model name, model directory, or hub id (default: {DEFAULT_MODEL})")

@@ -574,16 +574,18 @@ def test_cli_errors_have_no_traceback_when_run_as_a_module(tmp_path):
 
 # ---------------------------------------------------------------- 7. .c12 headers
 def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
-    from codec12.export.container import _HEAD, MAGIC, VERSION
+    from codec12.export.container import _HEAD, MAGIC, VERSION, bits_for, pack_codes
 
     codes = codec.encode(torch.from_numpy(speechlike(0.5, 16000).T.copy())[None])[0]
+    bits = [bits_for(n) for n in codec.codebook_sizes]
     header = {"model": "c12-tiny-16k", "config_hash": codec.config.config_hash(), "weights_hash": codec.weights_hash(),
               "sample_rate": 16000, "frame_rate": 12.5, "codebook_sizes": list(codec.codebook_sizes),
-              "num_samples": 8000, "channels": 1, "num_codebooks": codes.shape[0], "num_frames": codes.shape[1]}
+              "num_samples": 8000, "channels": 1, "num_codebooks": codes.shape[0], "num_frames": codes.shape[1],
+              "code_bits": bits}
     header.update(changes)
     blob = json.dumps(header).encode()
     path = tmp_path / f"{name}.c12"
-    path.write_bytes(_HEAD.pack(MAGIC, VERSION, len(blob)) + blob + codes.numpy().astype("<u2").tobytes())
+    path.write_bytes(_HEAD.pack(MAGIC, VERSION, len(blob)) + blob + pack_codes(codes.numpy(), bits))
     return path
 
 
@@ -598,6 +600,9 @@ def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
     ({"channels": 7}, "channels must be 1 or 2"),
     ({"frame_rate": float("nan")}, "frame_rate must be a number"),
     ({"num_frames": 5, "num_samples": 6000}, "truncated .c12 file"),
+    ({"code_bits": [10] * 3}, "code_bits must be 4 integers in"),
+    ({"code_bits": [17] * 4}, "code_bits must be 4 integers in"),
+    ({"code_bits": [9] * 4}, "truncated .c12 file"),
 ])
 def test_c12_header_fields_are_validated(codec, model_dir, tmp_path, capsys, changes, match):
     path = _c12(tmp_path, codec, "x", **changes)

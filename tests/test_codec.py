@@ -245,3 +245,35 @@ def test_inference_api_builds_no_autograd_graph():
     assert not z.requires_grad and not codec.encode(wav).requires_grad
     assert not codec.decode_latents(z.clone().requires_grad_(True)).requires_grad
     assert not codec.decode(codec.encode(wav)).requires_grad
+
+
+def test_repr_is_one_line_with_rates_codebooks_and_size():
+    codec = Codec.from_pretrained("c12-tiny-16k")
+    assert repr(codec) == ("Codec(c12-tiny-16k: 16000 Hz, 12.5 frames/s, 12 codebooks (12x1024), 1.50 kbps, "
+                           "10.42 M parameters)")
+    from codec12.codec import _sizes_text
+
+    assert _sizes_text((8192,) + (21,) * 36) == "8192 + 36x21" and _sizes_text((4, 8, 8)) == "4 + 2x8"
+
+
+def test_encode_batch_of_variable_length_clips_equals_encoding_each_alone():
+    from tests.conftest import speechlike
+
+    codec = tiny_codec(seed=1)
+    n = codec.frame_size
+    clips = [torch.from_numpy(speechlike(length / codec.sample_rate, codec.sample_rate, seed=i).T.copy())
+             for i, length in enumerate((4 * n + 3, 1, n, 5 * n // 2))]
+    for k in (None, 2):
+        batch = codec.encode_batch(clips, k)
+        assert batch.lengths.tolist() == [5, 1, 1, 3]
+        assert batch.codes.shape == (4, k or codec.num_codebooks, 5) and batch.codes.dtype == torch.int64
+        for clip, codes, length, padded in zip(clips, batch.unbatched(), batch.lengths, batch.codes):
+            assert torch.equal(codes, codec.encode(clip[None], k)[0])
+            assert not padded[:, length:].any()  # zeros after each item's frames
+    assert max(distinct_codes(batch.codes[:1, :, :5])) > 1
+    with pytest.raises(ValueError, match=r"clip 1 must be a non-empty \[C, T\] tensor, got \(1, 1, 100\)"):
+        codec.encode_batch([clips[0], torch.zeros(1, 1, 100)])
+    with pytest.raises(ValueError, match="non-empty list"):
+        codec.encode_batch([])
+    with codec.streaming(1), pytest.raises(ValueError, match="while streaming"):
+        codec.encode_batch(clips)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -27,6 +28,8 @@ from codec12.eval import (
     read_manifest,
     si_sdr,
 )
+from codec12.eval.metrics import MetricUnavailable
+from codec12.eval.report import inline_html
 from codec12.eval.systems import ModelSystem, opus_payload_bytes
 
 SR = 16000
@@ -102,6 +105,8 @@ def test_eval_clean_copy_beats_degraded_copy(data_dir, tmp_path):
     md, page = (out / "report.md").read_text(), (out / "report.html").read_text()
     assert "| degraded |" in md and "broken.wav" in md and "broken.wav" in page
     assert page.count("<audio") == 2 * 3 and page.count("<img") == 2
+    assert "`" not in page and "**" not in page  # the notes' Markdown is rendered, not shown raw
+    assert "<code>broken.wav</code>" in page and "<code>x (n/N)</code>" in page
     for ex in result.examples:
         assert (out / ex["spectrogram"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         for rel in ex["audio"].values():
@@ -205,3 +210,17 @@ def test_classical_baselines_round_trip(tmp_path):
     for name in ("codec2-3200", "opus-6k"):
         assert s[name]["failed"] == 0
         assert s[name]["metrics"]["stoi"]["mean"] > 0.5, name
+
+
+def test_inline_markdown_of_the_notes_becomes_html():
+    assert inline_html("Metric **speaker_sim** skipped: `a<b>.wav` & more") == \
+        "Metric <strong>speaker_sim</strong> skipped: <code>a&lt;b&gt;.wav</code> &amp; more"
+    assert inline_html("no markup, 2 * 3") == "no markup, 2 * 3"
+
+
+@pytest.mark.parametrize(("metric", "module"), [("speaker_similarity", "resemblyzer"), ("dnsmos", "speechmos"),
+                                                ("wer", "jiwer")])
+def test_a_missing_optional_metric_names_the_extra(metric, module, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(MetricUnavailable, match=r"pip install 'codec12\[metrics\]'"):
+        METRICS[metric].load()

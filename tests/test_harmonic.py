@@ -22,7 +22,7 @@ from codec12.decoder.istft import (
 from codec12.losses.pitch import F0Loss, VoicingLoss, f0_error
 from codec12.nn.streaming import streaming
 
-pyworld = pytest.importorskip("pyworld", reason="the pitch teacher needs pyworld (pip install -e '.[dev]')")
+pyworld = pytest.importorskip("pyworld", reason="the pitch teacher needs pyworld (pip install -e '.[train]')")
 from codec12.distill.pitch import PitchTeacher  # noqa: E402
 
 

@@ -27,6 +27,7 @@ from codec12.data.tokenize import (
     TokenizeOptions,
     completed_ids,
     failed_ids,
+    progress_postfix,
     read_meta,
     read_tokenized,
     shard_paths,
@@ -464,3 +465,29 @@ def test_a_dataset_recorded_with_the_earlier_config_hash_still_resumes_and_decod
     assert "0 ok, 0 failed, 11 skipped" in capsys.readouterr().err
     assert main(["detokenize", str(old), "--out", str(tmp_path / "wavs"), "--quiet", "--device", "cpu"]) == 0
     assert len(list((tmp_path / "wavs").rglob("*.wav"))) == len(GOOD)
+
+
+def test_progress_postfix_formats_the_rate():
+    assert progress_postfix(36.0, 1.0, 2) == "0.01 audio-h/s (36x real time), 2 failed"
+    assert progress_postfix(7200.0, 4.0, 0) == "0.5 audio-h/s (1.8e+03x real time), 0 failed"
+    assert progress_postfix(0.0, 0.0, 0) == "0 audio-h/s (0x real time), 0 failed"
+
+
+def test_progress_bar_shows_the_rate_while_running(dataset, codec, tmp_path, monkeypatch):
+    """Files are encoded in pools, long after they are read: the rate must count what is finished, each time the
+    bar moves, not stay at 0 until the end."""
+    import tqdm
+
+    shown = []
+
+    class Bar(tqdm.tqdm):
+        def set_postfix_str(self, s="", refresh=True):
+            shown.append((self.n, s))
+            super().set_postfix_str(s, refresh)
+
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    inputs = discover_inputs(dataset)
+    summary = tokenize_dataset(inputs, tmp_path / "tok", codec, TokenizeOptions(progress=True, batch_size=2))
+    assert summary.ok == len(GOOD) and len(shown) == len(inputs)  # once per finished file, failed ones too
+    rates = [float(s.split()[0]) for _, s in shown]
+    assert sum(r > 0 for r in rates) >= len(GOOD) and rates[-1] > 0

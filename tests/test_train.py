@@ -42,7 +42,7 @@ from codec12.train.recipe import CODEC_PARTS
 from codec12.weights import load_state_dict_strict
 
 ROOT = Path(__file__).resolve().parents[1]
-RECIPES = ROOT / "recipes"
+RECIPES = ROOT / "codec12" / "recipes"
 
 
 @pytest.fixture(autouse=True)
@@ -888,3 +888,30 @@ def test_harmonic_decoder_learns_f0_from_the_pitch_teacher(tmp_path):
     assert train[-1]["voicing"] < 0.5 * train[0]["voicing"], [r["voicing"] for r in train]
     valid = [r for r in rows if "valid/f0_octaves" in r]
     assert len(valid) == 1 and valid[0]["valid/f0_octaves"] < 0.005  # measured 0.0001
+
+
+def test_a_zero_weight_needs_no_such_loss(audio_dir):
+    """``--set distill=null --set losses.weights.distill_cosine=0``: a weight of 0 means "not in the objective",
+    so a loss the run does not compute may keep one; a non-zero weight, or a schedule, still needs the loss."""
+    from codec12.train.losses import TrainingLosses
+
+    base = tiny_recipe("mimi-24k", audio_dir)
+    data = base.to_dict()
+    data["distill"] = None
+    data["losses"]["weights"]["distill_cosine"] = 0.0
+    computed = {name: torch.tensor(1.0) for name, w in data["losses"]["weights"].items() if name != "distill_cosine"}
+
+    def check(recipe):
+        TrainingLosses(recipe, recipe.model.codec_config(), torch.device("cpu"))._check_names(computed)
+
+    check(Recipe.from_dict(data))
+    data["losses"]["weights"]["distill_cosine"] = 0.5
+    with pytest.raises(ValueError, match=r"losses.weights names \['distill_cosine'\], but this run computes no such"):
+        check(Recipe.from_dict(data))
+    data["losses"]["weights"]["distill_cosine"] = 0.0
+    data["losses"]["schedules"] = {"distill_cosine": {"end_weight": 1.0, "steps": 10}}
+    with pytest.raises(ValueError, match=r"losses.weights names \['distill_cosine'\]"):
+        check(Recipe.from_dict(data))
+    # The same from the command line's --set strings.
+    recipe = load_recipe(RECIPES / "mimi-24k.json", ["distill=null", "losses.weights.distill_cosine=0"])
+    assert recipe.distill is None and recipe.losses.weights["distill_cosine"] == 0

@@ -21,7 +21,7 @@ from codec12.train import load_recipe, run
 
 transformers = pytest.importorskip("transformers")
 
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "voxtral-encoder.json"
+RECIPE = Path(__file__).resolve().parents[1] / "codec12" / "recipes" / "voxtral-encoder.json"
 FROZEN = ("quantizer", "upsample", "decoder_transformer", "decoder")
 ENCODER = ("encoder", "encoder_transformer", "downsample")
 # The released topology at small width (4 stages of 2 layers, strides 2,2,2,1, 240-sample patches).

@@ -154,7 +154,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--num-codebooks", type=int, default=None, help="decode with the first K codebooks only")
     p.add_argument("--from-latents", action="store_true", help="decode the stored latents instead of the codes")
     p.add_argument("--format", default="wav", help="output format / suffix: wav or flac (default: wav)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when present, else cpu)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detokenize)

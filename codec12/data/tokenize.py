@@ -486,6 +486,13 @@ def _worker_init(_: int) -> None:
 
 
 # ---------------------------------------------------------------- the job
+def progress_postfix(audio_seconds: float, elapsed_s: float, failed: int) -> str:
+    """The progress bar's rate: audio hours per second of wall time and the real-time factor, e.g.
+    ``0.0278 audio-h/s (100x real time), 0 failed``."""
+    rate = audio_seconds / elapsed_s if elapsed_s > 0 else 0.0
+    return f"{rate / 3600:.3g} audio-h/s ({rate:.3g}x real time), {failed} failed"
+
+
 class _Tokenizer:
     def __init__(self, codec, options: TokenizeOptions, num_codebooks: int, writer: ShardWriter,
                  errors: ErrorLog, device: torch.device) -> None:
@@ -495,10 +502,15 @@ class _Tokenizer:
         self.processed = 0  # ok + failed in this run
         self.audio_seconds = 0.0
         self.bar = None
+        self.start = time.monotonic()
 
     def done(self, n: int = 1) -> None:
         self.processed += n
         if self.bar is not None:
+            # The rate counts the audio of the files finished so far, so it moves with the bar (files are
+            # encoded in pools of several batches, long after they are read).
+            self.bar.set_postfix_str(progress_postfix(self.audio_seconds, time.monotonic() - self.start,
+                                                      self.errors.count), refresh=False)
             self.bar.update(n)
 
     def fail(self, item: AudioInput, reason: str) -> None:
@@ -693,11 +705,7 @@ def _run(job: _Tokenizer, pending: list[AudioInput], options: TokenizeOptions, s
                     job.encode_pool(pool)
                     pool_samples = 0
             elapsed = time.monotonic() - start
-            if options.progress:
-                rate = job.audio_seconds / max(elapsed, 1e-9)
-                job.bar.set_postfix_str(f"{rate / 3600:.3g} audio-h/s ({rate:.1f}x real time), "
-                                        f"{job.errors.count} failed", refresh=False)
-            elif time.monotonic() - last_log > 30:
+            if not options.progress and time.monotonic() - last_log > 30:
                 last_log = time.monotonic()
                 log.info("%d/%d files, %d failed, %.3f audio-h (%.3g audio-h/s)", job.processed, len(pending),
                          job.errors.count, job.audio_seconds / 3600, job.audio_seconds / 3600 / max(elapsed, 1e-9))

@@ -19,6 +19,7 @@ import torch
 import torchaudio
 from torch import nn
 
+from codec12._optional import require
 from codec12.distill.ssl import SSLTeacher
 
 
@@ -59,7 +60,9 @@ class ASRDistillConfig:
 def load_asr_teacher(name_or_dir: str) -> tuple[nn.Module, object]:
     """``(Whisper encoder, feature extractor)`` from a local directory or a hub id, frozen and in eval mode. A
     directory without ``preprocessor_config.json`` gets Whisper's extractor sized to the encoder's positions."""
-    from transformers import AutoFeatureExtractor, AutoModel, WhisperFeatureExtractor
+    transformers = require("transformers", "train", "an ASR teacher")
+    AutoFeatureExtractor, AutoModel = transformers.AutoFeatureExtractor, transformers.AutoModel
+    WhisperFeatureExtractor = transformers.WhisperFeatureExtractor
 
     path = Path(name_or_dir)
     local = path.is_dir()

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from codec12._fs import atomic_write
-from codec12.command import CLIError, add_model_argument
+from codec12.command import ArgumentParser, CLIError, add_model_argument
 
 if TYPE_CHECKING:
     import torch
@@ -275,7 +275,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
                         help="code rows to measure (default: 0 semantic, 1 first acoustic)")
     parser.add_argument("--out", help="write the report as JSON here")
     parser.add_argument("-f", "--force", action="store_true", help="overwrite --out")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to run the model on: cpu, cuda, cuda:N (default: cpu)")
     parser.set_defaults(func=_run)
 
 
@@ -287,7 +288,7 @@ def add_parsers(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
 
-    parser = argparse.ArgumentParser(prog="python -m codec12.distill.measure", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m codec12.distill.measure", description=__doc__.split("\n\n")[0])
     _configure(parser)
     args = parser.parse_args(argv)
     args.command = "semantic-measure"

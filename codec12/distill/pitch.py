@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from codec12._optional import require
+
 
 @dataclass
 class PitchTarget:
@@ -28,12 +30,7 @@ class PitchTeacher:
     the one at sample ``t * hop_length + n_fft / 2``."""
 
     def __init__(self, sample_rate: int, hop_length: int, n_fft: int, f0_min: float, f0_max: float) -> None:
-        try:
-            import pyworld
-        except ImportError as e:  # an optional training dependency
-            raise ImportError("the harmonic decoder's pitch teacher needs pyworld: pip install 'pyworld==0.3.5' "
-                              "'setuptools<81'") from e
-        self._world = pyworld
+        self._world = require("pyworld", "train", "the harmonic decoder's pitch teacher")
         self.sample_rate, self.hop_length, self.n_fft = sample_rate, hop_length, n_fft
         self.f0_min, self.f0_max = float(f0_min), float(f0_max)
         if n_fft % (2 * hop_length):

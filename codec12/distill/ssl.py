@@ -19,6 +19,8 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
+from codec12._optional import require
+
 DEFAULT_TEACHER_RATE = 16000  # every released WavLM / HuBERT / wav2vec2 / w2v-BERT checkpoint
 
 
@@ -60,7 +62,8 @@ class SSLDistillConfig:
 
 def load_teacher(name_or_dir: str) -> tuple[nn.Module, object | None]:
     """Load ``(model, feature_extractor or None)`` from a local directory or a hub id, frozen and in eval mode."""
-    from transformers import AutoFeatureExtractor, AutoModel
+    transformers = require("transformers", "train", "an SSL teacher")
+    AutoFeatureExtractor, AutoModel = transformers.AutoFeatureExtractor, transformers.AutoModel
 
     path = Path(name_or_dir)
     local = path.is_dir()

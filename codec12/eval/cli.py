@@ -83,7 +83,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--manifest", default=None,
                    help="CSV/TSV with path and transcript columns (paths relative to --data), enables WER")
     p.add_argument("--examples", type=int, default=3, help="files with spectrograms and audio in the report")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("-f", "--force", action="store_true", help="write into a non-empty report directory")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or table")
     p.set_defaults(func=_cmd_eval)

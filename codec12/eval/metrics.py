@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from codec12._optional import install_hint, require
+
 SAMPLE_RATE = 16000
 
 
@@ -40,7 +42,8 @@ class Metric:
 
 # ---- core metrics
 def _load_pesq(mode: str):
-    from pesq import PesqError, pesq
+    pesq_module = require("pesq", "eval", "the PESQ metric")
+    PesqError, pesq = pesq_module.PesqError, pesq_module.pesq
 
     def score(ref: np.ndarray, deg: np.ndarray, transcript: str | None) -> float:
         try:
@@ -52,7 +55,7 @@ def _load_pesq(mode: str):
 
 
 def _load_stoi(extended: bool):
-    from pystoi import stoi
+    stoi = require("pystoi", "eval", "the STOI metric").stoi
 
     def score(ref: np.ndarray, deg: np.ndarray, transcript: str | None) -> float:
         with warnings.catch_warnings():
@@ -109,7 +112,7 @@ def _load_speaker_similarity():
             warnings.simplefilter("ignore")  # webrtcvad imports the deprecated pkg_resources
             from resemblyzer import VoiceEncoder
     except ImportError as e:
-        raise MetricUnavailable(f"resemblyzer is not installed ({e}); pip install resemblyzer 'setuptools<81'") from e
+        raise MetricUnavailable(f"resemblyzer is not installed ({e}); {install_hint('metrics')}") from e
     encoder = VoiceEncoder("cpu", verbose=False)
 
     def score(ref: np.ndarray, deg: np.ndarray, transcript: str | None) -> float:
@@ -128,7 +131,7 @@ def _load_dnsmos():
         import onnxruntime as ort
         import speechmos
     except ImportError as e:
-        raise MetricUnavailable(f"speechmos is not installed ({e}); pip install speechmos") from e
+        raise MetricUnavailable(f"speechmos is not installed ({e}); {install_hint('metrics')}") from e
     model = os.path.join(os.path.dirname(speechmos.__file__), "dnsmos_models", "sig_bak_ovr.onnx")
     if not os.path.isfile(model):
         raise MetricUnavailable(f"speechmos ships no DNSMOS model at {model}")
@@ -157,7 +160,7 @@ def _load_wer():
         import jiwer
         from pocketsphinx import Decoder
     except ImportError as e:
-        raise MetricUnavailable(f"pocketsphinx or jiwer is not installed ({e}); pip install pocketsphinx jiwer") from e
+        raise MetricUnavailable(f"pocketsphinx or jiwer is not installed ({e}); {install_hint('metrics')}") from e
     decoder = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
 
     def normalize(text: str) -> str:

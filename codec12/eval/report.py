@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import html
-from datetime import datetime, timezone
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from codec12._fs import atomic_write
+from codec12._optional import require
 from codec12.eval.metrics import METRICS, SAMPLE_RATE
 
 
 def spectrogram_png(path: Path, signals: dict[str, np.ndarray], title: str = "") -> None:
     """One panel per signal (first: the original), log-magnitude STFT on a shared colour scale."""
-    import matplotlib
-
+    matplotlib = require("matplotlib", "eval", "codec12 eval's spectrogram figures")
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
@@ -93,9 +94,20 @@ def _notes(result) -> list[str]:
     return notes
 
 
+def inline_html(text: str) -> str:
+    """The inline Markdown the notes use (```code``` and ``**bold**``) as escaped HTML."""
+    out = []
+    for i, part in enumerate(re.split(r"`([^`]*)`", text)):  # odd parts were between backticks
+        if i % 2:
+            out.append(f"<code>{html.escape(part)}</code>")
+        else:
+            out.append(re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(part)))
+    return "".join(out)
+
+
 def _header_lines(result) -> list[str]:
     s = result.summary
-    lines = [f"Data: `{s['data']}`", f"Date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}"]
+    lines = [f"Data: `{s['data']}`", f"Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}"]
     if "model" in s:
         lines.insert(0, f"Model: `{s['model']}` ({s.get('model_name') or 'unnamed'}, config {s.get('config_hash')}, "
                         f"{s.get('model_sample_rate')} Hz)")
@@ -120,13 +132,13 @@ def write_report(result) -> None:
          "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child{text-align:left}",
          ".best{font-weight:bold;background:#e8f4e8}audio{height:32px;vertical-align:middle}</style></head><body>",
          "<h1>codec12 evaluation</h1><ul>"]
-    h += [f"<li>{html.escape(line)}</li>" for line in _header_lines(result)] + ["</ul><table><tr>"]
+    h += [f"<li>{inline_html(line)}</li>" for line in _header_lines(result)] + ["</ul><table><tr>"]
     h += [f"<th>{html.escape(c)}</th>" for c in header] + ["</tr>"]
     for i, row in enumerate(rows):
         cells = [f"<td class='best'>{html.escape(c)}</td>" if (i, j) in best else f"<td>{html.escape(c)}</td>"
                  for j, c in enumerate(row)]
         h.append("<tr>" + "".join(cells) + "</tr>")
-    h += ["</table><ul>"] + [f"<li>{html.escape(n)}</li>" for n in _notes(result)] + ["</ul>"]
+    h += ["</table><ul>"] + [f"<li>{inline_html(n)}</li>" for n in _notes(result)] + ["</ul>"]
     for ex in result.examples:
         h.append(f"<h2>{html.escape(ex['file'])}</h2><img src='{html.escape(ex['spectrogram'])}' "
                  f"alt='spectrograms'><table>")

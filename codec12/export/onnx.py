@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from codec12._fs import fsync_dir, fsync_tree
+from codec12._optional import require
 from codec12.codec import Codec
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
 from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
@@ -259,8 +260,7 @@ def _export_graph(module: nn.Module, args: tuple, path: Path, inputs: list[dict]
 
 
 def _check_graph(path: Path) -> None:
-    import onnx
-
+    onnx = require("onnx", "onnx", "codec12 export onnx")
     onnx.checker.check_model(str(path), full_check=True)
 
 
@@ -277,6 +277,8 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         raise ValueError(f"expected a codec12 Codec, got {type(codec).__name__}")
     if not isinstance(opset, int) or opset < 17:
         raise ValueError(f"opset must be an int >= 17 (LayerNormalization), got {opset!r}")
+    if check:
+        require("onnx", "onnx", "codec12 export onnx")  # before the export, not after minutes of it
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")

@@ -2,7 +2,8 @@
 
 ``OnnxCodec(out_dir)`` reads the directory written by ``codec12 export onnx`` and offers the same API as
 :class:`codec12.Codec` (``encode``/``decode``/``encode_latents``/``decode_latents`` and a ``streaming``
-context), on numpy arrays. This module imports only numpy, onnxruntime and the standard library.
+context), on numpy arrays. This module imports only numpy, onnxruntime (the ``[onnx]`` extra, when an
+:class:`OnnxCodec` is made) and the standard library.
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
+
+from codec12._optional import require
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 SIDECAR_NAME = "codec12_onnx.json"
 SIDECAR_FORMAT_VERSION = 1
@@ -34,6 +39,7 @@ class OnnxCodec:
 
     def __init__(self, directory: str | os.PathLike, *, providers: list[str] | None = None,
                  num_threads: int | None = None) -> None:
+        self._ort = require("onnxruntime", "onnx", "running an ONNX export")
         self.directory = Path(directory)
         path = self.directory / SIDECAR_NAME
         if not path.is_file():
@@ -57,7 +63,7 @@ class OnnxCodec:
         self.config_hash = str(meta["config_hash"])
         self._pad_codes = meta["pad_codes"]
         self._providers = providers or ["CPUExecutionProvider"]
-        self._options = ort.SessionOptions()
+        self._options = self._ort.SessionOptions()
         if num_threads is not None:
             self._options.intra_op_num_threads = int(num_threads)
         self._sessions: dict[str, ort.InferenceSession] = {}
@@ -77,7 +83,7 @@ class OnnxCodec:
             file = self.directory / graph["file"]
             if not file.is_file():
                 raise ValueError(f"{file}: missing (listed in {SIDECAR_NAME})")
-            self._sessions[name] = ort.InferenceSession(str(file), self._options, providers=self._providers)
+            self._sessions[name] = self._ort.InferenceSession(str(file), self._options, providers=self._providers)
         return self._sessions[name]
 
     # ---- input validation

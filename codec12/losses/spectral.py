@@ -7,11 +7,12 @@ float32 whatever the autocast context: spectral magnitudes of bf16 audio are too
 
 from __future__ import annotations
 
-import auraloss
 import torch
 import torch.nn.functional as F
 import torchaudio
 from torch import nn
+
+from codec12._optional import require
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, name: str) -> None:
@@ -42,6 +43,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         if not (len(fft_sizes) == len(hop_sizes) == len(win_lengths)) or not fft_sizes:
             raise ValueError(f"stft loss: fft_sizes {fft_sizes}, hop_sizes {hop_sizes} and win_lengths "
                              f"{win_lengths} must be non-empty and of equal length")
+        auraloss = require("auraloss", "train", "the multi-resolution STFT loss")
         self.loss = auraloss.freq.MultiResolutionSTFTLoss(fft_sizes=list(fft_sizes), hop_sizes=list(hop_sizes),
                                                           win_lengths=list(win_lengths))
 

@@ -154,7 +154,10 @@ class TrainingLosses:
     def _check_names(self, losses: dict) -> None:
         possible = set(RECONSTRUCTION) | {"commitment", "consistency", "f0", "voicing"} | set(losses)
         possible |= {f"{kind}_{d}" for d in DISCRIMINATORS for kind in ("adv", "feat")}
-        unknown = sorted(set(self.balancer.weights) - possible)
+        # A weight of 0 (with no schedule to raise it) means "not in the objective": a loss this run does not
+        # compute may have one, so a recipe's zero weights can stay when its teacher is switched off.
+        unknown = sorted(n for n, w in self.balancer.weights.items()
+                         if n not in possible and (w != 0 or n in self.balancer.schedules))
         if unknown:
             raise ValueError(f"losses.weights names {unknown}, but this run computes no such loss (it computes "
                              f"{sorted(possible)})")

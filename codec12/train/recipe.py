@@ -1,8 +1,9 @@
 """Training recipes: small JSON/TOML files that name a base recipe and state only what differs.
 
-``load_recipe(path, overrides)`` resolves the ``base`` chain (paths relative to the file naming them),
-deep-merges each file over its base (objects merge, everything else replaces), applies ``--set a.b=value``
-overrides and validates the result into a frozen :class:`Recipe`. Unknown keys are errors naming the key.
+``load_recipe(path, overrides)`` resolves the ``base`` chain (paths relative to the file naming them; a bare
+name with no such file is a recipe bundled in ``codec12/recipes/``), deep-merges each file over its base (objects
+merge, everything else replaces), applies ``--set a.b=value`` overrides and validates the result into a frozen
+:class:`Recipe`. Unknown keys are errors naming the key.
 Free-form sections: ``model.overrides`` (checked by :class:`~codec12.config.CodecConfig`), ``losses.weights``
 and ``losses.schedules`` (checked against the losses a run computes) and ``distill`` (checked by
 ``codec12.distill``).
@@ -21,7 +22,8 @@ from codec12.config import CodecConfig
 from codec12.losses.adversarial import FEATURE_MATCHING, GAN_LOSSES
 from codec12.losses.balancer import WeightSchedule
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+# Bundled recipes ship inside the package, so ``codec12 train tiny-16k-cpu`` works from an installed wheel.
+RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 CODEC_PARTS = ("encoder", "encoder_transformer", "downsample", "quantizer", "upsample", "decoder_transformer",
                "decoder")
 _FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedules"), ("distill",)}
@@ -307,12 +309,27 @@ def _merge(base: dict, update: dict, where: str, strict: bool, path: tuple[str, 
     return out
 
 
+def bundled_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``codec12 train NAME``)."""
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
+
+
+def _bundled(path: Path) -> Path | None:
+    """The bundled recipe a bare name (``tiny-16k-cpu`` or ``tiny-16k-cpu.json``) stands for, if any."""
+    if len(path.parts) != 1:
+        return None
+    name = path.name if path.suffix == ".json" else f"{path.name}.json" if not path.suffix else None
+    return RECIPES_DIR / name if name and (RECIPES_DIR / name).is_file() else None
+
+
+def _locate(path: Path) -> Path:
+    """A recipe file: the path itself, or the bundled recipe a bare name stands for when no such file exists."""
+    return (path if path.is_file() else _bundled(path) or path).resolve()
+
+
 def read_recipe_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Read a recipe file and its ``base`` chain into one merged (unvalidated) dict."""
-    path = Path(path)
-    if not path.is_file() and not path.suffix and (RECIPES_DIR / f"{path}.json").is_file():
-        path = RECIPES_DIR / f"{path}.json"  # a bundled recipe by name: ``codec12 train tiny-16k-cpu``
-    path = path.resolve()
+    path = _locate(Path(path))
     if path in _seen:
         raise ValueError(f"{path}: recipe base chain loops ({' -> '.join(str(p) for p in _seen)})")
     try:
@@ -333,7 +350,10 @@ def read_recipe_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     base_name = data.pop("base", None)
     if base_name is None:
         return data
-    base = read_recipe_file(path.parent / base_name, _seen + (path,))
+    base_path = path.parent / base_name
+    if not base_path.is_file():  # a bundled recipe by name: {"base": "base.json"} in a recipe of your own
+        base_path = _bundled(Path(base_name)) or base_path
+    base = read_recipe_file(base_path, _seen + (path,))
     # The base is complete; a derived recipe may not invent keys (typos), except in free-form sections.
     return _merge(base, data, str(path), strict=True)
 

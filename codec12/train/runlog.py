@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from codec12._fs import atomic_write
+from codec12._optional import require
 
 log = logging.getLogger("codec12.train")
 
@@ -38,7 +39,8 @@ class RunLog:
         self._log_mel = log_mel
         if not self.enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter  # TensorBoard is slow to import; only rank 0 needs it
+        # TensorBoard is slow to import; only rank 0 needs it
+        SummaryWriter = require("torch.utils.tensorboard", "train", "codec12 train's TensorBoard logs").SummaryWriter
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.out_dir / "recipe.json", lambda p: p.write_text(json.dumps(recipe, indent=2) + "\n"))
