@@ -366,6 +366,7 @@ class QuantizerConfig:
 
 
 ISTFT_PHASES = ("direct", "integrated")
+HARMONIC_ENVELOPES = ("own", "shared")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -383,7 +384,13 @@ class ISTFTDecoderConfig:
     a harmonic envelope with a small phase correction per bin; the excitation is the windowed spectrum of a
     band-limited pulse train whose phase runs with the predicted F0, so the harmonics stay harmonic across the
     band whatever the loss resolution sees. The free-phase spectrum stays as the noise and residual branch; one
-    inverse STFT sums both."""
+    inverse STFT sums both.
+
+    ``harmonic_envelope``: ``"own"`` gives the harmonics an envelope of their own (a log-amplitude per bin,
+    starting near silence); ``"shared"`` divides the free-phase branch's magnitude between the two instead: a
+    predicted share per bin (times the voicing) of it shapes the harmonics, the rest stays free-phase, as the
+    periodic and aperiodic parts of a vocoder's spectrum. Then the harmonics start at the level of the speech
+    and every voiced bin trades comb against noise under the reconstruction loss."""
 
     dim: int = 256
     intermediate_dim: int = 768
@@ -396,6 +403,7 @@ class ISTFTDecoderConfig:
     f0_min: float = 50.0
     f0_max: float = 550.0
     f0_bins: int = 128
+    harmonic_envelope: str = "own"
 
     def __post_init__(self):
         _check_fields(self, "istft")
@@ -408,6 +416,10 @@ class ISTFTDecoderConfig:
                f"it (Hann windows then sum to a constant)")
         _check(isinstance(self.harmonic, bool), f"istft.harmonic must be true or false, got {self.harmonic!r}")
         _check(self.f0_bins >= 2, f"istft.f0_bins must be >= 2, got {self.f0_bins}")
+        _check(self.harmonic_envelope in HARMONIC_ENVELOPES,
+               f"istft.harmonic_envelope must be one of {list(HARMONIC_ENVELOPES)}, got {self.harmonic_envelope!r}")
+        _check(self.harmonic or self.harmonic_envelope == "own",
+               "istft.harmonic_envelope applies to a harmonic decoder: set istft.harmonic too")
         _check(0 < self.f0_min < self.f0_max,
                f"istft.f0_min ({self.f0_min}) and f0_max ({self.f0_max}) must satisfy 0 < f0_min < f0_max")
 
@@ -553,6 +565,8 @@ class CodecConfig:
             if not istft["harmonic"]:
                 for key in ("harmonic", "f0_min", "f0_max", "f0_bins"):
                     del istft[key]
+            if istft["harmonic_envelope"] == "own":
+                del istft["harmonic_envelope"]
         return {"format_version": FORMAT_VERSION, **lists(data)}
 
     @classmethod

@@ -47,11 +47,13 @@ def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[s
         if parametrize.is_parametrized(module, "weight"):
             folded[f"{name}.weight"] = module.weight.detach()
     raw = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." in k}
+    def kept(key: str) -> bool:
+        return any(key.startswith(f"{k}.") for k in keep)
+
     state = {k: v for k, v in source.state_dict().items() if ".parametrizations.weight." not in k}
     state.update(folded)
+    state = {k: v for k, v in state.items() if not kept(k)}  # what source has there is not used either
     with torch.no_grad():
-        def kept(key: str) -> bool:
-            return any(key.startswith(f"{k}.") for k in keep)
 
         wn = {}
         for name, module in target.named_modules():

@@ -15,10 +15,10 @@ from codec12.quantizers import ResidualVQ
 
 def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "shared", context: int = 7,
                 norm: str = "weight_norm", istft: bool = False, istft_phase: str = "direct",
-                istft_harmonic: bool = False) -> CodecConfig:
+                istft_harmonic: bool = False, istft_harmonic_envelope: str = "own") -> CodecConfig:
     """A codec with a few thousand parameters; ``context`` small so tests cross the attention window.
     ``istft``: the Vocos-style decoder (hop 80, window 320, phase ``istft_phase``, the harmonic branch with
-    ``istft_harmonic``) in place of the SEANet one."""
+    ``istft_harmonic``, its envelope ``istft_harmonic_envelope``) in place of the SEANet one."""
     ratios = {16000: (8, 5, 4, 4), 24000: (8, 6, 5, 4)}[sample_rate]
     if acoustic == "fsq":
         q = QuantizerConfig(layout=layout, semantic_codebook_size=64, semantic_dim=8, acoustic="fsq",
@@ -33,7 +33,8 @@ def tiny_config(sample_rate: int = 16000, acoustic: str = "rvq", layout: str = "
         transformer=TransformerConfig(d_model=32, num_heads=2, num_layers=2, dim_feedforward=64, context=context),
         latent_dim=latent, depthwise_upsample=layout == "shared", quantizer=q,
         istft=ISTFTDecoderConfig(dim=16, intermediate_dim=32, num_layers=2, n_fft=320, hop_length=80,
-                                 phase=istft_phase, harmonic=istft_harmonic) if istft else None,
+                                 phase=istft_phase, harmonic=istft_harmonic,
+                                 harmonic_envelope=istft_harmonic_envelope) if istft else None,
     )
 
 
@@ -54,7 +55,8 @@ def tiny_codec(seed: int = 0, **kwargs) -> Codec:
         with torch.no_grad():
             head.weight.normal_(0.0, 0.2)
             head.bias.normal_(0.0, 0.5)
-            head.bias.view(codec.channels, 2, -1)[:, 0] += math.log(0.05)  # per channel: log-amplitudes first
+            if not codec.decoder.shared_envelope:  # (a shared envelope's share logits stay around 0: half)
+                head.bias.view(codec.channels, 2, -1)[:, 0] += math.log(0.05)  # per channel: log-amplitudes first
             # An untrained F0 classifier is nearly flat: its F0, a probability-weighted mean over the classes, then
             # moves with every float rounding difference, and the harmonic phase adds those moves up frame after
             # frame (to 2e-4 in the audio). A trained one is decisive. Sharpen its logits as training does: the top

@@ -152,6 +152,20 @@ def test_copy_weights_between_folded_and_weight_normed_models(tmp_path):
         copy_weights(release, Codec.from_config(tiny_config().replace(latent_dim=16, depthwise_upsample=False)), "x")
 
 
+def test_copy_weights_keeps_the_target_s_own_submodules_whatever_the_source_has_there():
+    # A new head for a trained model: the source has the head too (the same or another shape); the target's
+    # stays as it is, and everything else comes from the source.
+    torch.manual_seed(0)
+    source = Codec.from_config(tiny_config(istft=True, istft_harmonic=True)).folded()
+    target = Codec.from_config(tiny_config(istft=True, istft_harmonic=True, istft_harmonic_envelope="shared"))
+    own = {k: v.clone() for k, v in target.decoder.harmonic_head.state_dict().items()}
+    copy_weights(source.decoder, target.decoder, where="test", keep=("harmonic_head",))
+    assert all(torch.equal(v, target.decoder.harmonic_head.state_dict()[k]) for k, v in own.items())
+    assert not torch.equal(target.decoder.harmonic_head.bias, source.decoder.harmonic_head.bias)
+    assert torch.equal(target.decoder.pitch_head[0].weight, source.decoder.pitch_head[0].weight)
+    assert torch.equal(target.decoder.head.weight, source.decoder.head.weight)
+
+
 
 def test_atomic_outputs_are_whole_or_absent(tmp_path, monkeypatch):
     """atomic_write and atomic_directory: a failing writer leaves what was there and no temporary behind; a

@@ -17,6 +17,8 @@ VARIANTS = [
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_phase="integrated"),
     dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_harmonic=True),
+    dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True, istft_harmonic=True,
+         istft_harmonic_envelope="shared"),
 ]
 
 

@@ -85,10 +85,10 @@ def test_running_phase_streams_exactly_in_float64():
     assert 0 <= offline.min() and offline.max() < 2 * math.pi
 
 
-def _harmonic_decoder(seed: int = 0) -> ISTFTDecoder:
+def _harmonic_decoder(seed: int = 0, envelope: str = "own") -> ISTFTDecoder:
     torch.manual_seed(seed)
     config = ISTFTDecoderConfig(dim=8, intermediate_dim=16, num_layers=2, n_fft=32, hop_length=8, harmonic=True,
-                                f0_min=500.0, f0_max=3000.0)
+                                f0_min=500.0, f0_max=3000.0, harmonic_envelope=envelope)
     decoder = ISTFTDecoder(config, 6, 2, upsample=4, sample_rate=16000).eval()
     with torch.no_grad():
         decoder.harmonic_head.weight.normal_(0.0, 0.5)
@@ -98,8 +98,9 @@ def _harmonic_decoder(seed: int = 0) -> ISTFTDecoder:
     return decoder
 
 
-def test_harmonic_decoder_is_causal_and_streams_exactly_in_float64():
-    decoder = _harmonic_decoder().double()
+@pytest.mark.parametrize("envelope", ["own", "shared"])
+def test_harmonic_decoder_is_causal_and_streams_exactly_in_float64(envelope):
+    decoder = _harmonic_decoder(envelope=envelope).double()
     x = torch.randn(2, 6, 24, dtype=torch.float64)
     with torch.no_grad():
         full = decoder(x)
@@ -162,6 +163,46 @@ def test_a_given_f0_replaces_the_predicted_one_where_it_is_nonzero():
         decoder.synthesize(x, own.f0[..., :5])
 
 
+def test_shared_envelope_divides_the_free_magnitude_between_comb_and_free_phase():
+    decoder = _harmonic_decoder(envelope="shared")
+    x = torch.randn(1, 6, 10)
+    bins = 17
+
+    def spectra(share_logit: float) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            decoder.harmonic_head.weight.zero_()
+            decoder.harmonic_head.bias.zero_()  # no phase correction
+            decoder.harmonic_head.bias.view(2, 2, bins)[:, 0].fill_(share_logit)
+            decoder.pitch_head[-1].bias.view(2, -1)[:, -1].fill_(30.0)  # voiced everywhere
+            out = decoder.synthesize(x)
+            phase_off = decoder.f0_phase
+            decoder.f0_phase = None  # the same weights, the free-phase branch alone
+            free = decoder.synthesize(x).spectrum
+            decoder.f0_phase = phase_off
+        return out.spectrum, free
+
+    # share 0: the free-phase decoder, untouched
+    mixed, free = spectra(-40.0)
+    assert (mixed - free).abs().max() < 1e-6 * free.abs().max()
+    # share 1: the free branch's magnitude times the excitation over its peak gain, and nothing of its phase
+    comb, free = spectra(40.0)
+    b, _, t = free.shape
+    free = free.reshape(b * 2, 2, bins, t)
+    magnitude = torch.sqrt(free[:, 0] ** 2 + free[:, 1] ** 2)
+    with torch.no_grad():
+        out = decoder.synthesize(x)
+    running = RunningPhase(2)
+    phase = running.running(out.f0.double().reshape(b, 2, t) * (2 * math.pi * 8 / 16000)).reshape(b * 2, 1, t)
+    ex_re, ex_im = harmonic_excitation(out.f0.reshape(b * 2, 1, t), phase, 32, 16000)
+    expected = torch.cat([magnitude * ex_re, magnitude * ex_im], dim=1) / (32 / 3)
+    assert (comb.reshape(b * 2, 2 * bins, t) - expected).abs().max() < 1e-4 * expected.abs().max()
+    assert (out.harmonic - out.spectrum).abs().max() < 1e-6 * out.spectrum.abs().max()  # all the harmonics
+    # a harmonic on a bin's centre peaks at the envelope there: the gain is the excitation's peak
+    f0 = torch.full((1, 1, 1), 16000 / 32 * 3)
+    re, im = harmonic_excitation(f0, torch.zeros(1, 1, 1, dtype=torch.float64), 32, 16000)
+    assert abs(float(torch.sqrt(re**2 + im**2)[0, 3, 0]) - decoder.harmonic_gain) < 1e-4 * decoder.harmonic_gain
+
+
 def test_harmonic_config_is_written_only_when_on_and_checks_its_f0_range():
     from tests.conftest import tiny_config
 
@@ -178,6 +219,14 @@ def test_harmonic_config_is_written_only_when_on_and_checks_its_f0_range():
         dataclasses.replace(harmonic, istft=dataclasses.replace(harmonic.istft, f0_max=9000.0))
     with pytest.raises(ValueError, match="0 < f0_min < f0_max"):
         ISTFTDecoderConfig(harmonic=True, f0_min=300.0, f0_max=200.0)
+    assert "harmonic_envelope" not in harmonic.to_dict()["istft"]  # the default ("own"): as before the option
+    shared = dataclasses.replace(harmonic, istft=dataclasses.replace(harmonic.istft, harmonic_envelope="shared"))
+    assert shared.to_dict()["istft"]["harmonic_envelope"] == "shared"
+    assert shared.config_hash() != harmonic.config_hash() and type(plain).from_dict(shared.to_dict()) == shared
+    with pytest.raises(ValueError, match="harmonic_envelope must be one of"):
+        ISTFTDecoderConfig(harmonic=True, harmonic_envelope="both")
+    with pytest.raises(ValueError, match="harmonic_envelope applies to a harmonic decoder"):
+        ISTFTDecoderConfig(harmonic_envelope="shared")
 
 
 # ---- the pitch teacher and the losses -----------------------------------------------------------------------

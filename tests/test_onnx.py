@@ -25,12 +25,15 @@ TOPOLOGIES = {
     "tiny-24k-fsq-concat": dict(sample_rate=24000, acoustic="fsq", layout="concat"),  # c12-fsq-24k
     "tiny-16k-fsq-shared": dict(sample_rate=16000, acoustic="fsq", layout="shared"),
     "tiny-16k-istft": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True),  # inverse-STFT decoder
-    # the bundled model's decoder: a running phase per bin, carried between steps as a float64 state
+    # a running phase per bin, carried between steps as a float64 state
     "tiny-16k-istft-integrated": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
                                       istft_phase="integrated"),
     # the source-filter branch: F0, voicing and a harmonic envelope; the F0's running phase is a float64 state
     "tiny-16k-istft-harmonic": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
                                     istft_harmonic=True),
+    # the same with the harmonics' envelope a share of the free-phase branch's magnitude
+    "tiny-16k-istft-harmonic-shared": dict(sample_rate=16000, acoustic="rvq", layout="shared", istft=True,
+                                           istft_harmonic=True, istft_harmonic_envelope="shared"),
 }
 
 

@@ -26,6 +26,7 @@ from codec12.nn.streaming import StreamingModule
 
 MAX_LOG_MAGNITUDE = math.log(100.0)
 HARMONIC_LOG_AMPLITUDE_INIT = math.log(1e-3)  # the harmonic envelope's start (amplitude -60 dBFS)
+HARMONIC_SHARE_INIT = 0.0  # harmonic_envelope="shared": the share's logit at the start (half, times the voicing)
 
 
 class ConvNeXtBlock(nn.Module):
@@ -200,6 +201,8 @@ class SynthesisOutput:
     f0: [B, channels, T] Hz, the F0 predicted for each frame's centre (harmonic decoders; else None).
     f0_logits: [B, channels, f0_bins, T] the F0 classifier's logits over :func:`f0_grid` (harmonic decoders).
     voicing: [B, channels, T] voicing logits (harmonic decoders; else None).
+    harmonic: [B, channels * 2 * bins, T] the harmonic branch's part of ``spectrum`` (harmonic decoders; else
+    None): ``spectrum - harmonic`` is the free-phase branch's.
     """
 
     audio: torch.Tensor
@@ -207,6 +210,7 @@ class SynthesisOutput:
     f0: torch.Tensor | None = None
     f0_logits: torch.Tensor | None = None
     voicing: torch.Tensor | None = None
+    harmonic: torch.Tensor | None = None
 
 
 def f0_grid(f0_min: float, f0_max: float, bins: int) -> torch.Tensor:
@@ -245,7 +249,10 @@ class ISTFTDecoder(nn.Module):
     between f0_min and f0_max (:func:`decode_f0` reads the F0 off them) and predicts its voicing, and a harmonic
     head a log-amplitude envelope and a phase correction (at most pi / 2) per bin; the voiced spectrum
     ``sigmoid(voicing) * envelope * exp(i correction) * excitation`` (:func:`harmonic_excitation`, its phase
-    running with the F0) is added to the free-phase one. The F0 reaches the synthesis without a gradient: the
+    running with the F0) is added to the free-phase one. With ``harmonic_envelope="shared"`` the harmonic head
+    predicts a share logit instead of a log-amplitude: ``s = sigmoid(share) * sigmoid(voicing)`` of the free
+    branch's magnitude ``m`` goes to the harmonics (envelope ``s * m / gain``, ``gain`` the excitation's peak per
+    unit amplitude, n_fft / 3) and ``1 - s`` stays free-phase. The F0 reaches the synthesis without a gradient: the
     classifier learns from a pitch teacher (``SynthesisOutput.f0_logits``), the envelope from the reconstruction.
     """
 
@@ -280,11 +287,16 @@ class ISTFTDecoder(nn.Module):
             self.pitch_head = nn.Sequential(nn.Linear(c.dim, c.dim), nn.GELU(),
                                             nn.Linear(c.dim, (c.f0_bins + 1) * channels))
             self.register_buffer("f0_grid", f0_grid(c.f0_min, c.f0_max, c.f0_bins), persistent=False)
-            self.harmonic_head = nn.Linear(c.dim, 2 * self.bins * channels)  # log-amplitude, phase correction
-            with torch.no_grad():  # start nearly silent, so a trained free-phase branch keeps its sound at first
+            # per channel: log-amplitude (or the share logit), phase correction
+            self.harmonic_head = nn.Linear(c.dim, 2 * self.bins * channels)
+            self.shared_envelope = c.harmonic_envelope == "shared"
+            # a harmonic of amplitude 1 on a bin's centre frequency peaks at n_fft / 3 there (harmonic_excitation)
+            self.harmonic_gain = c.n_fft / 3.0
+            with torch.no_grad():  # own envelope: start nearly silent, so a trained free-phase branch keeps its sound
                 self.harmonic_head.weight.mul_(0.1)
                 self.harmonic_head.bias.zero_()
-                self.harmonic_head.bias.view(channels, 2, self.bins)[:, 0].fill_(HARMONIC_LOG_AMPLITUDE_INIT)
+                self.harmonic_head.bias.view(channels, 2, self.bins)[:, 0].fill_(
+                    HARMONIC_SHARE_INIT if self.shared_envelope else HARMONIC_LOG_AMPLITUDE_INIT)
             self.f0_phase = RunningPhase(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -310,7 +322,7 @@ class ISTFTDecoder(nn.Module):
         mag = torch.exp(log_mag.clamp(max=MAX_LOG_MAGNITUDE))
         real, imag = mag * torch.cos(phase), mag * torch.sin(phase)  # [B * channels, bins, T]
         forced, f0 = f0, None
-        f0_logits = voicing = None
+        f0_logits = voicing = harmonic = None
         if self.f0_phase is not None:
             pitch = self.pitch_head(h).transpose(1, 2).reshape(b, c, self.f0_bins + 1, t)
             f0_logits, voicing = pitch[:, :, : self.f0_bins], pitch[:, :, self.f0_bins]
@@ -326,10 +338,17 @@ class ISTFTDecoder(nn.Module):
             ex_re, ex_im = harmonic_excitation(f0_synth.reshape(b * c, 1, t), running.reshape(b * c, 1, t),
                                                self.n_fft, self.sample_rate)
             env = self.harmonic_head(h).transpose(1, 2).reshape(b * c, 2 * self.bins, t)
-            amplitude = torch.exp(env[:, : self.bins].clamp(max=0.0)) * torch.sigmoid(voicing.reshape(b * c, 1, t))
+            voiced = torch.sigmoid(voicing.reshape(b * c, 1, t))
+            if self.shared_envelope:
+                share = torch.sigmoid(env[:, : self.bins]) * voiced
+                amplitude = mag * share / self.harmonic_gain
+                real, imag = real * (1.0 - share), imag * (1.0 - share)
+            else:
+                amplitude = torch.exp(env[:, : self.bins].clamp(max=0.0)) * voiced
             turn = (math.pi / 2) * torch.tanh(env[:, self.bins:])
             cos_t, sin_t = torch.cos(turn), torch.sin(turn)
-            real = real + amplitude * (ex_re * cos_t - ex_im * sin_t)
-            imag = imag + amplitude * (ex_re * sin_t + ex_im * cos_t)
+            h_re, h_im = amplitude * (ex_re * cos_t - ex_im * sin_t), amplitude * (ex_re * sin_t + ex_im * cos_t)
+            real, imag = real + h_re, imag + h_im
+            harmonic = torch.cat([h_re, h_im], dim=1).reshape(b, c * 2 * self.bins, t)
         spectrum = torch.cat([real, imag], dim=1).reshape(b, c * 2 * self.bins, t)
-        return SynthesisOutput(self.istft(spectrum), spectrum, f0, f0_logits, voicing)
+        return SynthesisOutput(self.istft(spectrum), spectrum, f0, f0_logits, voicing, harmonic)
