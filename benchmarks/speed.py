@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/speed.py [--seconds 10] [--repeats 3] [--frames 40] [--long-seconds 60]
         [--threads 2] [--systems c12-tiny-16k,c12-tiny-16k+istft,...] [--onnx] [--no-write]
 
-``PRESET+istft`` is the preset with the inverse-STFT decoder (``CodecConfig.istft``) in place of the SEANet one.
+``PRESET+istft`` is the preset with the inverse-STFT decoder (``CodecConfig.istft``) in place of the SEANet one;
+``PRESET+harmonic`` the same with its harmonic branch (shared envelope), the bundled model's architecture.
 
 Tables (printed, and written into docs/benchmarks.md between this script's markers):
 1. offline encode / decode in seconds of compute per second of audio (best of N; < 1 is faster than real time),
@@ -47,8 +48,10 @@ def build(name: str):
         config = CodecConfig.from_preset(preset)
         if variant == "istft":
             config = config.replace(istft=ISTFTDecoderConfig())
+        elif variant == "harmonic":
+            config = config.replace(istft=ISTFTDecoderConfig(harmonic=True, harmonic_envelope="shared"))
         elif variant:
-            raise ValueError(f"unknown variant {variant!r} of {preset} (known: istft)")
+            raise ValueError(f"unknown variant {variant!r} of {preset} (known: istft, harmonic)")
         codec = Codec.from_config(config).fold_weight_norm().eval()
         # Mimi's topology is compared with transformers' Mimi at the same 8 codebooks; the others use all.
         k = 8 if name == "c12-mimi-24k" else None
