@@ -252,7 +252,7 @@ def test_inference_api_builds_no_autograd_graph():
 def test_repr_is_one_line_with_rates_codebooks_and_size():
     codec = Codec.from_pretrained("c12-tiny-16k")
     assert repr(codec) == ("Codec(c12-tiny-16k: 16000 Hz, 12.5 frames/s, 12 codebooks (12x1024), 1.50 kbps, "
-                           "10.42 M parameters)")
+                           "10.69 M parameters)")
     from codec12.codec import _sizes_text
 
     assert _sizes_text((8192,) + (21,) * 36) == "8192 + 36x21" and _sizes_text((4, 8, 8)) == "4 + 2x8"
