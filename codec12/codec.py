@@ -318,6 +318,18 @@ class Codec(nn.Module):
             return self._latents(wav)
 
     @torch.no_grad()
+    def encode_with_latents(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
+                            sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, C, T] -> (codes int64 [B, K, T'], latents [B, D, T']) from one pass of the encoder: the codes
+        equal :meth:`encode`'s and the latents :meth:`encode_latents`'."""
+        k = self.num_codebooks if num_codebooks is None else num_codebooks
+        self._check_num_codebooks(k)
+        wav = self._check_audio(wav, sample_rate)
+        with torch.autocast(wav.device.type, enabled=False):
+            latents = self._latents(wav)
+            return self.quantizer.encode(latents, k), latents
+
+    @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path). Latents that
         decode to NaN or Inf (far outside the training range) raise ValueError."""

@@ -31,17 +31,10 @@ import torchaudio.functional as AF
 from codec12 import Codec, load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
+from codec12.data.dataset_format import META_NAME, failed_ids, read_meta, read_tokenized, shard_paths
+from codec12.data.detokenize import detokenize_dataset
 from codec12.data.inputs import id_problem
-from codec12.data.tokenize import (
-    META_NAME,
-    TokenizeOptions,
-    detokenize_dataset,
-    failed_ids,
-    read_meta,
-    read_tokenized,
-    shard_paths,
-    tokenize_dataset,
-)
+from codec12.data.tokenize import TokenizeOptions, tokenize_dataset
 from codec12.export.container import read_c12, write_c12
 from codec12.train import checkpoint as ckpt
 from tests.conftest import speechlike, tiny_codec

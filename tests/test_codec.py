@@ -61,6 +61,19 @@ def test_encode_latents_then_quantize_equals_encode():
     assert torch.equal(codec.quantizer.encode(codec.encode_latents(wav)), codes)
 
 
+def test_encode_with_latents_equals_encode_and_encode_latents():
+    codec = tiny_codec(acoustic="fsq", layout="concat")
+    wav = noise(codec, 6, batch=2)
+    for k in (None, 1, 3):
+        codes, z = codec.encode_with_latents(wav, k)
+        assert torch.equal(codes, codec.encode(wav, k)) and torch.equal(z, codec.encode_latents(wav))
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast cannot change the codes, as with encode
+        codes, z = codec.encode_with_latents(wav, 2)
+    assert torch.equal(codes, codec.encode(wav, 2)) and z.dtype == torch.float32
+    with pytest.raises(ValueError, match="num_codebooks"):
+        codec.encode_with_latents(wav, codec.num_codebooks + 1)
+
+
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(map(str, v.values())))
 def test_streaming_equals_offline(variant):
     codec = tiny_codec(**variant)

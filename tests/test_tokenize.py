@@ -21,18 +21,9 @@ import torch
 from codec12 import load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
+from codec12.data.dataset_format import META_NAME, completed_ids, failed_ids, read_meta, read_tokenized, shard_paths
 from codec12.data.inputs import AudioInput, discover_inputs, partition, read_manifest
-from codec12.data.tokenize import (
-    META_NAME,
-    TokenizeOptions,
-    completed_ids,
-    failed_ids,
-    progress_postfix,
-    read_meta,
-    read_tokenized,
-    shard_paths,
-    tokenize_dataset,
-)
+from codec12.data.tokenize import TokenizeOptions, progress_postfix, tokenize_dataset
 from tests.conftest import distinct_codes, speechlike, tiny_codec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -369,7 +360,7 @@ def test_detokenize_round_trip(tokenized, codec, tmp_path, capsys):
 def test_detokenize_latents_and_long_rows_stream(tokenized, codec, tmp_path):
     """Stored latents decode too; rows longer than long_file_seconds decode in streaming chunks written to
     the file as they come, equal to offline decoding."""
-    from codec12.data.tokenize import detokenize_dataset
+    from codec12.data.detokenize import detokenize_dataset
 
     out = tmp_path / "wavs"
     summary = detokenize_dataset(tokenized, out, codec, from_latents=True, long_file_seconds=1.5, chunk_seconds=0.3,
@@ -415,7 +406,7 @@ def test_detokenize_records_a_bad_row_and_goes_on(tokenized, codec, tmp_path):
 
     import pyarrow as pa
 
-    from codec12.data.tokenize import detokenize_dataset, shard_paths
+    from codec12.data.detokenize import detokenize_dataset
 
     data = tmp_path / "data"
     shutil.copytree(tokenized, data)
@@ -430,20 +421,20 @@ def test_detokenize_records_a_bad_row_and_goes_on(tokenized, codec, tmp_path):
 
 
 def test_a_partition_is_written_by_one_process_at_a_time(tmp_path):
-    from codec12.data.tokenize import _partition_lock
+    from codec12.data.locking import partition_lock
 
     stale = tmp_path / ".r0-00000.parquet.tmp123"
     stale.write_bytes(b"left by a killed run")
     other = tmp_path / ".r1-00000.parquet.tmp9"
     other.write_bytes(b"another partition's")
-    with _partition_lock(tmp_path, "r0-"):
+    with partition_lock(tmp_path, "r0-"):
         assert not stale.exists() and other.exists()  # only this partition's leftovers are removed
         with pytest.raises(ValueError, match=r"another process is tokenizing this partition \(r0-\*\)"):
-            with _partition_lock(tmp_path, "r0-"):
+            with partition_lock(tmp_path, "r0-"):
                 pass
-        with _partition_lock(tmp_path, "r1-"):  # other partitions are free
+        with partition_lock(tmp_path, "r1-"):  # other partitions are free
             assert not other.exists()
-    with _partition_lock(tmp_path, "r0-"):  # released on exit
+    with partition_lock(tmp_path, "r0-"):  # released on exit
         pass
 
 
@@ -491,3 +482,14 @@ def test_progress_bar_shows_the_rate_while_running(dataset, codec, tmp_path, mon
     assert summary.ok == len(GOOD) and len(shown) == len(inputs)  # once per finished file, failed ones too
     rates = [float(s.split()[0]) for _, s in shown]
     assert sum(r > 0 for r in rates) >= len(GOOD) and rates[-1] > 0
+
+
+def test_the_dataset_names_still_import_from_the_tokenize_module():
+    from codec12.data import dataset_format, detokenize, tokenize
+
+    for name in ("META_NAME", "ERRORS_NAME", "ErrorLog", "ShardWriter", "completed_ids", "dataset_meta",
+                 "ensure_meta", "failed_ids", "read_meta", "read_tokenized", "shard_paths"):
+        assert getattr(tokenize, name) is getattr(dataset_format, name)
+    for name in ("DetokenizeSummary", "detokenize_dataset"):
+        assert getattr(tokenize, name) is getattr(detokenize, name)
+    assert set(tokenize.__all__) <= set(dir(tokenize))

@@ -4,16 +4,16 @@ from codec12._lazy import lazy_exports
 
 _EXPORTS = {
     "AudioInput": "codec12.data.inputs",
-    "DetokenizeSummary": "codec12.data.tokenize",
+    "DetokenizeSummary": "codec12.data.detokenize",
     "TokenizeOptions": "codec12.data.tokenize",
     "TokenizeSummary": "codec12.data.tokenize",
-    "detokenize_dataset": "codec12.data.tokenize",
+    "detokenize_dataset": "codec12.data.detokenize",
     "discover_inputs": "codec12.data.inputs",
     "partition": "codec12.data.inputs",
     "read_manifest": "codec12.data.inputs",
-    "read_meta": "codec12.data.tokenize",
-    "read_tokenized": "codec12.data.tokenize",
-    "shard_paths": "codec12.data.tokenize",
+    "read_meta": "codec12.data.dataset_format",
+    "read_tokenized": "codec12.data.dataset_format",
+    "shard_paths": "codec12.data.dataset_format",
     "tokenize_dataset": "codec12.data.tokenize",
 }
 __all__ = sorted(_EXPORTS)

@@ -91,7 +91,8 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
 
 def _cmd_detokenize(args: argparse.Namespace) -> int:
     from codec12 import Codec
-    from codec12.data.tokenize import detokenize_dataset, read_meta
+    from codec12.data.dataset_format import read_meta
+    from codec12.data.detokenize import detokenize_dataset
 
     meta = read_meta(args.input)
     model = args.model
