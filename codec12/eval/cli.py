@@ -10,7 +10,8 @@ from codec12.command import CLIError, add_model_argument
 
 _DESCRIPTION = """Round-trip every audio file of --data through a codec12 model (at one or several numbers of
 codebooks, and in continuous mode with --continuous) and through classical baselines, score each against the
-original at 16 kHz, and write metrics.csv, summary.json, report.md and report.html to --out."""
+original at 16 kHz, and write metrics.csv, summary.json, report.md and report.html (results with their spread over
+files, the baselines at equal bitrate marked, a rate-quality plot, per-file scores, spectrograms) to --out."""
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -26,6 +27,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     for name in baselines:
         parse_baseline(name)  # unknown names fail before the model is loaded
     metrics = parse_metrics(args.metrics)
+    if not 0 <= args.rate_tolerance < 100:
+        raise CLIError(f"--rate-tolerance: expected a percentage in [0, 100), got {args.rate_tolerance:g}")
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:
         raise FileExistsError(f"{out} exists and is not empty; pass -f to overwrite the report")
@@ -47,7 +50,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not systems:
         raise CLIError("nothing to evaluate: no model (--no-model) and no baseline could run")
     result = evaluate(data, systems, out, metrics=metrics, transcripts=transcripts, skipped_systems=skipped,
-                      num_examples=args.examples, progress=not args.quiet, info=info)
+                      num_examples=args.examples, progress=not args.quiet, info=info,
+                      rate_tolerance=args.rate_tolerance / 100)
     for name, reason in result.skipped_metrics.items():
         print(f"codec12 eval: metric {name} skipped: {reason}", file=sys.stderr)
     for bad in result.bad_files:
@@ -76,6 +80,10 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--continuous", action="store_true",
                    help="also score the continuous mode: the pre-quantization latents (as float16, the way "
                         "tokenize --latents stores them) through the decoder, with no quantizer in between")
+    p.add_argument("--rate-tolerance", type=float, default=10.0, metavar="PERCENT",
+                   help="a baseline counts as at the same bitrate as a codebook count of the model when their "
+                        "measured bitrates differ by at most this percentage of the model's; the report marks "
+                        "those pairs (default: 10)")
     p.add_argument("--no-model", action="store_true", help="score the baselines only")
     p.add_argument("--metrics", default="all",
                    help="'all', 'core' or a comma list of metric names (default: all; optional metrics whose "

@@ -5,9 +5,11 @@ system asks for it, and scored against the original. Outputs, in the report dire
 
 - ``metrics.csv``: one row per (file, system) with every metric (empty where a metric could not score the clip,
   the reason in ``notes``), the bits actually spent, and the delay that was compensated;
-- ``summary.json``: per system the mean of each metric and how many files it covered, the systems and metrics
-  that were skipped and why, and the files that could not be read;
-- ``report.md`` / ``report.html`` with spectrogram PNGs and (HTML) audio players for a few example files.
+- ``summary.json``: per system its kind, bitrate, the systems it is at equal bitrate with, and per metric the mean,
+  standard deviation and 95% confidence interval over the files it covered and how many those were; the systems
+  and metrics that were skipped and why, and the files that could not be read;
+- ``report.md`` / ``report.html``: the results table, a rate-quality plot (``rate_quality.png``), per-file scores
+  (HTML), and spectrogram PNGs and (HTML) audio players for a few example files.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from codec12._fs import AUDIO_EXTENSIONS, atomic_write, find_audio_files
+from codec12._optional import require
 from codec12.eval.align import align, fit_length
 from codec12.eval.metrics import CORE_METRICS, METRICS, SAMPLE_RATE, MetricError, MetricUnavailable
 from codec12.eval.systems import (
@@ -36,6 +39,9 @@ from codec12.eval.systems import (
 )
 
 REFERENCE = "original"
+# A baseline and a setting of the model are at equal bitrate when their measured bitrates differ by at most this
+# fraction of the model's.
+RATE_TOLERANCE = 0.10
 
 
 @dataclass
@@ -87,20 +93,24 @@ def _transcript(transcripts: dict[str, str], file_id: str) -> str | None:
 
 def reference_system() -> System:
     """The original itself: the ceiling of every metric (PESQ-WB 4.64...), reported as the first row."""
-    return FunctionSystem(REFERENCE, lambda wav: wav, bitrate=SAMPLE_RATE * 16)
+    return FunctionSystem(REFERENCE, lambda wav: wav, bitrate=SAMPLE_RATE * 16, kind="reference")
 
 
 def evaluate(data_dir: str | os.PathLike, systems: Sequence[System], out_dir: str | os.PathLike, *,
              metrics: Sequence[str] = CORE_METRICS, transcripts: dict[str, str] | None = None,
              skipped_systems: dict[str, str] | None = None, num_examples: int = 3, max_shift_s: float = 0.25,
-             include_reference: bool = True, progress: bool = False, info: dict | None = None) -> EvalResult:
+             include_reference: bool = True, progress: bool = False, info: dict | None = None,
+             rate_tolerance: float = RATE_TOLERANCE) -> EvalResult:
     """Score every audio file of ``data_dir`` through ``systems`` and write the report into ``out_dir``.
 
-    Unreadable files are listed in ``bad_files`` and skipped; a system failing on one file is recorded on that
-    row and the run goes on.
+    ``rate_tolerance``: the relative bitrate difference up to which a baseline counts as at the same bitrate as a
+    setting of the model (:func:`equal_bitrate`). Unreadable files are listed in ``bad_files`` and skipped; a
+    system failing on one file is recorded on that row and the run goes on.
     """
     from tqdm import tqdm
 
+    if not 0 <= rate_tolerance < 1:
+        raise ValueError(f"rate_tolerance must be in [0, 1), got {rate_tolerance}")
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     files = list_audio_files(data_dir)
     if not files:
@@ -169,9 +179,13 @@ def evaluate(data_dir: str | os.PathLike, systems: Sequence[System], out_dir: st
                          + "; ".join(b["reason"] for b in bad_files[:3]))
     scored = [n for n in metrics if n in scorers]
     summary = summarize(rows, names, scored)
+    for system in systems:
+        summary["systems"][system.name].update(kind=system.kind, num_codebooks=system.num_codebooks)
+    for name, same in equal_bitrate(summary["systems"], rate_tolerance).items():
+        summary["systems"][name]["equal_bitrate"] = same
     summary.update(data=str(data_dir), files=len(files), files_scored=len(files) - len(bad_files),
                    bad_files=bad_files, skipped_systems=dict(skipped_systems or {}), skipped_metrics=skipped_metrics,
-                   sample_rate=SAMPLE_RATE, **(info or {}))
+                   sample_rate=SAMPLE_RATE, rate_tolerance=rate_tolerance, **(info or {}))
     result = EvalResult(out_dir=out_dir, systems=names, metrics=scored, rows=rows, summary=summary,
                         bad_files=bad_files, skipped_systems=dict(skipped_systems or {}),
                         skipped_metrics=skipped_metrics, examples=examples)
@@ -184,8 +198,8 @@ def evaluate(data_dir: str | os.PathLike, systems: Sequence[System], out_dir: st
 
 
 def summarize(rows: list[dict], systems: list[str], metrics: list[str]) -> dict:
-    """Per system: files round-tripped, failures, mean bitrate, and per metric the mean over the files it
-    covered with ``count`` (covered) and ``not_covered`` (clips the metric could not score)."""
+    """Per system: files round-tripped, failures, mean bitrate, and per metric the spread over the files it
+    covered (:func:`spread`) with ``count`` (covered) and ``not_covered`` (clips the metric could not score)."""
     out = {}
     for name in systems:
         mine = [r for r in rows if r["system"] == name]
@@ -196,11 +210,44 @@ def summarize(rows: list[dict], systems: list[str], metrics: list[str]) -> dict:
                  "delay_ms": _mean([r["delay_ms"] for r in ok]), "metrics": {}}
         for metric in metrics:
             values = [r[metric] for r in ok if metric in r]
-            entry["metrics"][metric] = {"mean": _mean(values), "count": len(values),
-                                        "not_covered": len(ok) - len(values),
+            entry["metrics"][metric] = {**spread(values), "count": len(values), "not_covered": len(ok) - len(values),
                                         "higher_is_better": METRICS[metric].higher_is_better}
         out[name] = entry
     return {"systems": out}
+
+
+def spread(values: Sequence[float]) -> dict[str, float | None]:
+    """``mean``, ``std`` (sample standard deviation, n - 1 in the denominator) and ``ci95``: the half-width of
+    the 95% confidence interval of the mean, ``t(0.975, n - 1) * std / sqrt(n)`` (Student's t, the files taken
+    as a random sample). None where there are too few values (no mean without values, no spread without two)."""
+    n = len(values)
+    if n < 2:
+        return {"mean": _mean(list(values)), "std": None, "ci95": None}
+    t = require("scipy.stats", "eval", "the confidence intervals of codec12 eval").t
+    std = float(np.std(values, ddof=1))
+    return {"mean": float(np.mean(values)), "std": std, "ci95": float(t.ppf(0.975, n - 1)) * std / np.sqrt(n)}
+
+
+def equal_bitrate(systems: dict[str, dict], tolerance: float = RATE_TOLERANCE) -> dict[str, list[str]]:
+    """Which systems compare at equal bitrate: a baseline and a setting of the model (``kind`` in the
+    :func:`summarize` entries) whose mean bitrates ``b`` and ``m`` satisfy ``|b - m| <= tolerance * m``.
+    Returns, for every system, the names it is at equal bitrate with (baselines for a model setting, model
+    settings for a baseline; empty for the rest), in the order of ``systems``."""
+    def rate(name: str, kind: str) -> float | None:
+        entry = systems[name]
+        return entry["bitrate_kbps"] if entry.get("kind") == kind else None
+
+    same: dict[str, list[str]] = {name: [] for name in systems}
+    for m in systems:
+        for b in systems:
+            rm, rb = rate(m, "model"), rate(b, "baseline")
+            # (1 + 1e-9): a pair exactly on the boundary stays in despite float rounding
+            if rm is not None and rb is not None and abs(rb - rm) <= tolerance * rm * (1 + 1e-9):
+                same[m].append(b)
+                same[b].append(m)
+    for name in same:
+        same[name].sort(key=list(systems).index)
+    return same
 
 
 def _mean(values: list[float]) -> float | None:

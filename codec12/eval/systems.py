@@ -33,10 +33,17 @@ class RoundTrip:
 
 
 class System:
-    """Base class. ``align``: decoded audio is delay-compensated against the reference before scoring."""
+    """Base class. ``align``: decoded audio is delay-compensated against the reference before scoring.
+
+    ``kind`` places the system in the report: ``"model"`` (the codec12 model under test: its codebook counts are
+    joined as one curve in the rate-quality plot, ``num_codebooks`` None in continuous mode), ``"baseline"`` (a
+    labelled point, compared with the model's settings at equal bitrate) or ``"reference"`` (the original,
+    left out of both)."""
 
     name: str
     align: bool = False
+    kind: str = "baseline"
+    num_codebooks: int | None = None
 
     def roundtrip(self, wav: np.ndarray) -> RoundTrip:
         """Mono float32 [T] at 16 kHz -> :class:`RoundTrip`."""
@@ -47,8 +54,10 @@ class FunctionSystem(System):
     """Any ``f(wav [T]) -> wav`` at 16 kHz with a nominal bitrate: reference rows and tests."""
 
     def __init__(self, name: str, fn: Callable[[np.ndarray], np.ndarray], bitrate: float = 0.0,
-                 align: bool = False) -> None:
-        self.name, self.fn, self.bitrate, self.align = name, fn, bitrate, align
+                 align: bool = False, kind: str = "baseline") -> None:
+        if kind not in ("model", "baseline", "reference"):
+            raise ValueError(f"system {name!r}: kind must be 'model', 'baseline' or 'reference', got {kind!r}")
+        self.name, self.fn, self.bitrate, self.align, self.kind = name, fn, bitrate, align, kind
 
     def roundtrip(self, wav: np.ndarray) -> RoundTrip:
         return RoundTrip(np.asarray(self.fn(wav), np.float32), round(self.bitrate * len(wav) / SAMPLE_RATE))
@@ -62,6 +71,8 @@ class ModelSystem(System):
     (``num_codebooks`` is then unused). The causal codec is sample-aligned by construction, so no delay is
     compensated.
     """
+
+    kind = "model"
 
     def __init__(self, codec, num_codebooks: int | None = None, name: str | None = None, *,
                  continuous: bool = False) -> None:
