@@ -10,11 +10,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from codec12 import hub
 from codec12._fs import atomic_write
 from codec12._tensors import load_tensors, tensor_shapes
 from codec12.config import CodecConfig, bitrate
@@ -26,6 +28,9 @@ from codec12.nn.transformer import StreamingTransformer
 from codec12.quantizers import SplitQuantizer
 from codec12.voxtral.model import voxtral_parts
 from codec12.weights import load_state_dict_strict, state_problems
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -395,27 +400,61 @@ class Codec(nn.Module):
             self.config = self.config.with_norm("none")
         return self
 
-    def save_pretrained(self, directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> None:
-        """Write ``config.json`` + ``model.safetensors`` (temporary names, then renamed). ``dtype`` (e.g.
-        ``torch.float16``) stores floating-point tensors in that type; loading casts them back."""
+    def save_pretrained(self, directory: str | os.PathLike, *, dtype: torch.dtype | str | None = None,
+                        model_card: bool = True, license: str | None = None, repo_id: str | None = None) -> None:
+        """Write ``config.json`` + ``model.safetensors`` (temporary names, then renamed), and a model card
+        ``README.md`` (:func:`codec12.hub.model_card`) unless ``model_card=False`` or the directory already has a
+        ``README.md``, which is kept (it may be a card written by hand; delete it for a new one).
+
+        ``dtype`` (``torch.float16`` or ``"float16"``, ...) stores floating-point tensors in that type; loading
+        casts them back to float32 (or to ``from_pretrained``'s ``dtype``). ``license``: the card's licence
+        identifier (``unknown`` when None). ``repo_id``: the hub id the card's example loads from."""
+        dtype = hub.as_dtype(dtype)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {k: (v.to(dtype) if dtype is not None and v.is_floating_point() else v).detach().contiguous().cpu()
                    for k, v in self.state_dict().items()}
         atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
         atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(self.config.to_json() + "\n"))
+        if model_card and not (directory / hub.CARD_NAME).exists():
+            card = hub.model_card(self, repo_id=repo_id, license=license, dtype=dtype)
+            atomic_write(directory / hub.CARD_NAME, lambda p: card.save(p))
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, token: str | bool | None = None,
+                    revision: str | None = None, commit_message: str = "Upload codec12 model",
+                    dtype: torch.dtype | str | None = None, license: str | None = None,
+                    model_card: bool = True) -> CommitInfo:
+        """Upload this codec to the hub model repo ``repo_id`` (``owner/name``) in one commit: what
+        :meth:`save_pretrained` writes (``dtype``, ``license``, ``model_card`` as there; the card loads from
+        ``repo_id``). The repo is created if missing (``private=True``: a private one) and so is the branch
+        ``revision`` (default ``main``); ``token`` defaults to the one ``hf auth login`` stored. Files already in
+        the repo and not written here stay; ``model_card=False`` leaves its ``README.md`` as it is. Returns
+        ``huggingface_hub``'s ``CommitInfo`` (``.commit_url``, ``.oid``)."""
+        return hub.push_to_hub(self, repo_id, private=private, token=token, revision=revision,
+                               commit_message=commit_message, dtype=dtype, license=license, model_card=model_card)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, *, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | str | None = None, revision: str | None = None,
+                        cache_dir: str | os.PathLike | None = None, token: str | bool | None = None,
                         local_only: bool = False) -> "Codec":
         """Load a bundled model by name, a local directory (codec12 format, or another codec's layout that a module
         in :data:`FOREIGN_LOADERS` reads: transformers or moshi Mimi, the Voxtral TTS release), a moshi
-        ``tokenizer-*.safetensors`` file, or a hub id (not with ``local_only``: for a name read from a file, which
-        must not start a download).
+        ``tokenizer-*.safetensors`` file, or a hub id ``owner/name`` (not with ``local_only``: for a name read from
+        a file, which must not start a download). Bundled names and local paths come first: they never reach the
+        network.
+
+        device: where the model goes (``"cuda"``, ``"mps"``, ...). dtype: floating-point type of the weights and
+        of the computation (``torch.float16``, ``torch.bfloat16`` or ``torch.float32``, or their names; default
+        float32, whatever the file stores). revision, cache_dir, token: for a hub id, passed to
+        ``huggingface_hub.snapshot_download`` (a branch, tag or commit; the cache directory; the access token).
+        ``revision`` with a bundled name or a local path raises ValueError (it would pin nothing); ``cache_dir``
+        and ``token`` are not used there.
 
         A codec12 directory's ``config.json`` is validated (types, ranges, sizes) and checked against the shapes
         in ``model.safetensors``'s header before the model is built, so a hostile or mismatched config allocates
         nothing; a truncated or empty weights file is named in the error."""
+        dtype = hub.as_dtype(dtype)
         path = Path(name_or_dir)
         load = _foreign_loader(path)
         if load is None and not path.is_dir():
@@ -426,10 +465,15 @@ class Codec(nn.Module):
                 raise ValueError(f"{name_or_dir!r} is neither a bundled model ({_bundled()}) nor a local directory "
                                  f"(models are not downloaded from a name a file gives)")
             else:
-                path = _download(str(name_or_dir))
+                path = _download(str(name_or_dir), revision=revision, cache_dir=cache_dir, token=token)
+                revision = None
             load = _foreign_loader(path)
+        if revision is not None:
+            what = "a bundled model" if path.parent == ASSETS_DIR else "a local path"
+            raise ValueError(f"revision={revision!r}: {str(name_or_dir)!r} is {what}; revision selects a version of "
+                             f"a hub repo (owner/name)")
         if load is not None:
-            return load(path).to(device).eval()
+            return load(path).to(device=device, dtype=dtype).eval()
         config_path = path / CONFIG_NAME
         if not config_path.is_file():
             raise ValueError(f"{path}: no {CONFIG_NAME} in this directory")
@@ -444,7 +488,7 @@ class Codec(nn.Module):
         check_weights_fit(config, tensor_shapes(weights), f"{weights} (for {config_path})")
         codec = cls.from_config(config)
         load_state_dict_strict(codec, load_tensors(weights), str(weights))
-        return codec.to(device).eval()
+        return codec.to(device=device, dtype=dtype).eval()
 
 
 # Other codecs' checkpoint layouts that Codec.from_pretrained reads: the module that reads each, and its loader
@@ -479,16 +523,17 @@ def _foreign_loader(path: Path) -> Callable[[Path], Codec] | None:
     return None
 
 
-def _download(repo_id: str) -> Path:
-    """Fetch a hub repo snapshot (needs network); a clear error otherwise."""
+def _download(repo_id: str, *, revision: str | None = None, cache_dir: str | os.PathLike | None = None,
+              token: str | bool | None = None) -> Path:
+    """Fetch a hub repo snapshot (:func:`codec12.hub.download`; needs network unless cached); a clear error
+    otherwise."""
     if repo_id.count("/") != 1 or repo_id.startswith((".", "/")):
         raise ValueError(f"{repo_id!r} is not a directory, a bundled model ({_bundled()}) or a hub id (owner/name)")
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
+        return hub.download(repo_id, revision=revision, cache_dir=cache_dir, token=token)
     except Exception as e:
-        raise ValueError(f"{repo_id}: could not download from the hub ({type(e).__name__}: {e}); download the "
+        at = f" at revision {revision!r}" if revision is not None else ""
+        raise ValueError(f"{repo_id}: could not download from the hub{at} ({type(e).__name__}: {e}); download the "
                          f"model elsewhere and pass its local directory") from e
 
 

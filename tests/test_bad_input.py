@@ -608,7 +608,7 @@ def test_c12_header_fields_are_validated(codec, model_dir, tmp_path, capsys, cha
 def test_decode_uses_only_a_bundled_or_local_model_the_file_names(codec, model_dir, tmp_path, capsys, monkeypatch):
     import codec12.codec as codec_module
 
-    def no_download(repo_id):
+    def no_download(repo_id, **kwargs):
         raise AssertionError(f"tried to download {repo_id}")
 
     monkeypatch.setattr(codec_module, "_download", no_download)

@@ -18,7 +18,7 @@ from tests.conftest import speechlike, tiny_codec, tiny_config
 def test_save_load_bit_exact(tmp_path):
     codec = tiny_codec(acoustic="fsq", layout="concat")
     codec.save_pretrained(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "config.json", "model.safetensors"]
     back = Codec.from_pretrained(tmp_path / "m")
     assert back.config == codec.config
     a, b = codec.state_dict(), back.state_dict()

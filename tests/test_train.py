@@ -756,7 +756,7 @@ def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
     recipe = with_fake_distill(tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 1, "ema_decay": 0.5}))
     result = run(recipe, tmp_path / "run", build_distiller=fake_builder(), progress=False)
     files = sorted(p.name for p in result.release.iterdir())
-    assert files == ["config.json", "model.safetensors"]
+    assert files == ["README.md", "config.json", "model.safetensors"]  # README.md: the model card
     tensors = load_file(str(result.release / "model.safetensors"))
     assert not any("parametrizations" in k or "proj." == k[:5] or "discriminator" in k for k in tensors)
     codec = Codec.from_pretrained(result.release)
@@ -776,7 +776,7 @@ def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
         load_state_dict_strict(Codec.from_config(codec.config), tensors, "release")
 
 
-def test_release_from_checkpoint_in_float16(audio_dir, tmp_path):
+def test_release_from_checkpoint_in_float16(audio_dir, tmp_path, monkeypatch, capsys):
     recipe = tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 2, "checkpoint_every": 1, "ema_decay": 0.5,
                                                            "export": False})
     result = run(recipe, tmp_path / "run", progress=False)
@@ -796,6 +796,36 @@ def test_release_from_checkpoint_in_float16(audio_dir, tmp_path):
     assert cli_main(["export", "release", str(step1), str(tmp_path / "rel"), "-f"]) == 0
     assert load_file(str(tmp_path / "rel" / "model.safetensors"))[name].dtype == torch.float32
     assert cli_main(["export", "release", str(tmp_path), str(tmp_path / "x")]) == 1
+    # --push-to-hub: the release is written and checked, then uploaded as Codec.push_to_hub does (the upload
+    # patched: no network here)
+    import codec12.hub
+
+    pushed = []
+
+    def push_folder(folder, repo_id, **kwargs):
+        files = sorted(p.name for p in Path(folder).iterdir())
+        pushed.append((repo_id, files, load_file(str(Path(folder) / "model.safetensors")), kwargs))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(codec12.hub, "push_folder", push_folder)
+    capsys.readouterr()
+    assert cli_main(["export", "release", str(step1), str(tmp_path / "pub"), "--dtype", "float16",
+                     "--push-to-hub", "me/codec"]) == 0
+    assert "pushed to me/codec: https://huggingface.co/me/codec/commit/abc" in capsys.readouterr().out
+    ((repo_id, files, tensors, kwargs),) = pushed
+    assert repo_id == "me/codec" and files == ["README.md", "config.json", "model.safetensors"]
+    release = load_file(str(tmp_path / "pub" / "model.safetensors"))
+    assert tensors.keys() == release.keys() and all(torch.equal(tensors[k], release[k]) for k in release)
+    assert tensors[name].dtype == torch.float16 and kwargs["revision"] is None
+
+    def offline(folder, repo_id, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(codec12.hub, "push_folder", offline)
+    assert cli_main(["export", "release", str(step1), str(tmp_path / "pub"), "-f", "--push-to-hub", "me/codec"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "could not push" in err and "OSError: no network" in err
+    assert (tmp_path / "pub" / "model.safetensors").is_file()  # the release stays
 
 
 def test_cli_train_and_its_errors(audio_dir, tmp_path, capsys):

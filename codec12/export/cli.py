@@ -1,4 +1,4 @@
-"""The ``codec12 export`` command group: ``export onnx``.
+"""The ``codec12 export`` command group: ``export onnx`` and ``export release``.
 
 Only argument parsing lives here, so that building the CLI parser imports nothing heavy; each command
 imports its implementation when it runs.
@@ -39,7 +39,15 @@ def _cmd_export_release(args: argparse.Namespace) -> int:
 
     release = release_from_checkpoint(args.checkpoint, out, ema=not args.no_ema,
                                       dtype=getattr(torch, args.dtype))
-    print(f"wrote release {release} (config.json + model.safetensors)")
+    print(f"wrote release {release} (config.json + model.safetensors + README.md model card)")
+    if args.push_to_hub:
+        from codec12.codec import Codec
+
+        try:
+            commit = Codec.from_pretrained(release).push_to_hub(args.push_to_hub, dtype=args.dtype)
+        except Exception as e:  # network, authentication, permissions: one line, the release stays on disk
+            raise CLIError(f"could not push {release} to {args.push_to_hub} ({type(e).__name__}: {e})") from e
+        print(f"pushed to {args.push_to_hub}: {commit.commit_url}")
     return 0
 
 
@@ -59,5 +67,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA weights")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="storage type of the weights (float16: half the size)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                   help="then upload the release to this Hugging Face model repo (owner/name; created if missing; "
+                        "token from `hf auth login` or HF_TOKEN)")
     p.add_argument("-f", "--force", action="store_true", help="replace OUT_DIR")
     p.set_defaults(func=_cmd_export_release)
