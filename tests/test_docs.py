@@ -19,6 +19,7 @@ MARKER = re.compile(r"^<!--\s*no-test:\s*(.+?)\s*-->\s*$")
 
 # page -> number of its python blocks that do not run here (each has a no-test marker with its reason)
 NO_TEST = {
+    "docs/inference.md": 4,  # the hub (a download, an upload), a CUDA GPU, torch.compile's minutes of compiling
     "docs/mimi.md": 1,  # the hub
     "docs/training.md": 1,  # hours of training on the prepared corpus
     "docs/voxtral.md": 4,  # the 8 GB Voxtral TTS release
