@@ -22,7 +22,8 @@ from codec12 import load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
 from codec12.data.dataset_format import META_NAME, completed_ids, failed_ids, read_meta, read_tokenized, shard_paths
-from codec12.data.inputs import AudioInput, discover_inputs, partition, read_manifest
+from codec12.data.inputs import discover_inputs, partition
+from codec12.data.manifest import ManifestRow, read_manifest
 from codec12.data.tokenize import TokenizeOptions, progress_postfix, tokenize_dataset
 from tests.conftest import distinct_codes, speechlike, tiny_codec
 
@@ -185,7 +186,7 @@ def test_long_file_streaming_equals_offline(codec, tmp_path):
     """The chunked path gives the offline codes for a 16 kHz file (no resampling) with a chunk that does not
     divide it; the fixture run covers a resampled one (long.flac)."""
     sf.write(str(tmp_path / "long16k.wav"), speechlike(1.85, 16000, seed=3), 16000)
-    inputs = [AudioInput(id="long16k", path=str(tmp_path / "long16k.wav"))]
+    inputs = [ManifestRow(id="long16k", path=str(tmp_path / "long16k.wav"))]
     out = tmp_path / "out"
     opts = TokenizeOptions(long_file_seconds=1.0, chunk_seconds=0.35, latents=True, progress=False)
     summary = tokenize_dataset(inputs, out, codec, opts)
@@ -260,7 +261,7 @@ def test_missing_manifest_entries_are_recorded(dataset, model_dir, tmp_path):
 
 
 def test_partition_disjoint_and_complete():
-    inputs = [AudioInput(id=f"spk{i % 7}/utt{i}", path=f"/x/{i}.wav") for i in range(1000)]
+    inputs = [ManifestRow(id=f"spk{i % 7}/utt{i}", path=f"/x/{i}.wav") for i in range(1000)]
     for n in (1, 2, 3, 8):
         parts = [partition(inputs, n, i) for i in range(n)]
         ids = [x.id for p in parts for x in p]

@@ -32,8 +32,8 @@ import pyarrow.parquet as pq
 
 from codec12 import __version__
 from codec12._fs import atomic_write as _atomic_write
-from codec12.data.inputs import AudioInput
 from codec12.data.locking import exclusive
+from codec12.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +208,7 @@ class ErrorLog:
         self.count = 0
         self._fd: int | None = None
 
-    def record(self, item: AudioInput, reason: str) -> None:
+    def record(self, item: ManifestRow, reason: str) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             # A line cut short by a crash would swallow the next one: start on a fresh line.

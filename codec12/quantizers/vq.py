@@ -1,7 +1,8 @@
 """Residual vector quantization on vector-quantize-pytorch codebooks (EMA updates, dead-code replacement).
 
 Training goes through ``vector_quantize_pytorch.VectorQuantize`` (EMA, straight-through/rotation trick,
-commitment loss). Inference picks the nearest entry by Euclidean distance on the same codebooks.
+commitment loss). Inference picks the nearest entry by Euclidean distance on the same codebooks, read through
+:mod:`codec12.quantizers.vq_layout` (the one module that knows the library's private names).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
+
+from codec12.quantizers import vq_layout
 
 
 def _projection(dim_in: int, dim_out: int) -> nn.Module:
@@ -39,7 +42,7 @@ class ResidualVQ(nn.Module):
 
     def codebook(self, level: int) -> torch.Tensor:
         """Entries of one level: [codebook_size, codebook_dim]."""
-        return self.layers[level]._codebook.embed[0]
+        return vq_layout.entries(self.layers[level])
 
     @torch.no_grad()
     def set_codebook(self, level: int, entries: torch.Tensor) -> None:
@@ -48,11 +51,7 @@ class ResidualVQ(nn.Module):
         if entries.shape != self.codebook(level).shape:
             raise ValueError(f"codebook entries must have shape {tuple(self.codebook(level).shape)}, got "
                              f"{tuple(entries.shape)}")
-        codebook = self.layers[level]._codebook
-        codebook.embed[0].copy_(entries)
-        codebook.embed_avg[0].copy_(entries)
-        codebook.cluster_size.fill_(1.0)
-        codebook.initted.fill_(True)
+        vq_layout.write_layer(self.layers[level], entries)
 
     def _nearest(self, level: int, residual: torch.Tensor) -> torch.Tensor:
         """residual: [B, Dc, T] -> indices [B, T]."""
