@@ -8,15 +8,15 @@ from a dictionary, naming them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from codec12._dataclass_io import check_types, json_repr, load, type_hints
 
 FORMAT_VERSION = 1
 FRAME_RATE = 12.5
@@ -28,26 +28,6 @@ _PAD_MODES = ("constant", "replicate")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
-
-
-def _from_dict(cls, data: dict[str, Any], where: str):
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples. ``where``: the
-    block's name in messages ("" at the top level)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be an object, got {_json_repr(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where + ': ' if where else ''}unknown config keys {unknown} (known: {sorted(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        sub = _NESTED.get((cls.__name__, name))
-        if sub is not None and value is not None:
-            value = _from_dict(sub, value, f"{where}.{name}" if where else name)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 # Upper limits on sizes, several times what any real codec uses (Mimi, Voxtral, DAC, EnCodec): a config beyond them
@@ -75,65 +55,15 @@ _MAX_CODEBOOK_FLOATS = 1 << 27  # codebook entries x dims over all levels (Mimi:
 def _check_fields(obj, block: str) -> None:
     """Check the type of every field of dataclass ``obj`` against its annotation, and the size limits; errors name
     the field as ``block.name``. Lists are accepted where tuples are declared (JSON has no tuples)."""
-    for name, hint in _hints(type(obj)).items():
+    check_types(obj, block)
+    for name, hint in type_hints(type(obj)).items():
         value, label = getattr(obj, name), f"{block}.{name}" if block else name
-        if not _is_a(value, hint):
-            raise ValueError(f"{label} must be {_describe(hint)}, got {_json_repr(value)}")
         limit = _LIMITS.get(label)
         if limit is not None:
             for v in value if isinstance(value, (tuple, list)) else (value,):
                 _check(v <= limit, f"{label} is {v}, over the limit of {limit} (no real codec comes near it)")
         if isinstance(value, (tuple, list)) and typing.get_args(hint)[-1:] == (Ellipsis,):
             _check(len(value) <= _MAX_STAGES, f"{label} has {len(value)} entries, over the limit of {_MAX_STAGES}")
-
-
-@functools.cache
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_a(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_a(value, a) for a in args)
-    if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_is_a(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-        return f"a list of {len(args)} {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-    return {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number",
-            str: "a string"}.get(hint, f"an object ({getattr(hint, '__name__', hint)})")
-
-
-def _json_repr(value: Any) -> str:
-    """``value`` as JSON shows it (with its kind for strings and containers), cut short."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    kind = {dict: "object ", list: "list ", tuple: "list ", str: "string "}.get(type(value), "")
-    return kind + text
 
 
 def bitrate(codebook_sizes: tuple[int, ...], frame_rate: float = FRAME_RATE) -> float:
@@ -574,18 +504,15 @@ class CodecConfig:
         """Build a config from its JSON form; every field's type and range is checked, and errors name ``where``
         and the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"{where}: a config must be a JSON object, got {_json_repr(data)}")
+            raise ValueError(f"{where}: a config must be a JSON object, got {json_repr(data)}")
         data = dict(data)
         version = data.pop("format_version", None)
         if version is None:
             raise ValueError(f"{where}: missing 'format_version'")
         if version != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {_json_repr(version)} is not supported (this codec12 reads "
+            raise ValueError(f"{where}: format_version {json_repr(version)} is not supported (this codec12 reads "
                              f"{FORMAT_VERSION})")
-        try:
-            return _from_dict(cls, data, "")
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+        return load(cls, data, where)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -627,14 +554,6 @@ class CodecConfig:
             raise ValueError(f"unknown preset {name!r}; known presets: {sorted(PRESETS)}")
         return PRESETS[name]
 
-
-_NESTED = {
-    ("CodecConfig", "seanet"): SEANetConfig,
-    ("CodecConfig", "transformer"): TransformerConfig,
-    ("CodecConfig", "quantizer"): QuantizerConfig,
-    ("CodecConfig", "istft"): ISTFTDecoderConfig,
-    ("CodecConfig", "voxtral"): VoxtralConfig,
-}
 
 # CodecConfig fields that the Voxtral topology replaces, and their defaults.
 _NOT_VOXTRAL = ("seanet", "transformer", "downsample_stride", "depthwise_upsample", "istft")
