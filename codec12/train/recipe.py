@@ -72,7 +72,6 @@ class ModelRecipe:
 
     def codec_config(self) -> CodecConfig:
         base = CodecConfig.from_preset(self.preset).to_dict()
-        base.setdefault("istft", None)  # optional block: an override may add it
         merged = _merge(base, self.overrides, "model.overrides", CodecConfig)
         return CodecConfig.from_dict(merged, where="model.overrides")
 
