@@ -441,20 +441,30 @@ def test_a_partition_is_written_by_one_process_at_a_time(tmp_path):
 
 def test_a_dataset_recorded_with_the_earlier_config_hash_still_resumes_and_decodes(tokenized, dataset, model_dir,
                                                                                    codec, tmp_path, capsys):
-    import hashlib
     import shutil
+
+    from codec12._dataclass_io import non_default
+    from codec12._hash_format1 import format1_hashes
+    from codec12.data.detokenize import detokenize_dataset
 
     old = tmp_path / "old"
     shutil.copytree(tokenized, old)
     meta = json.loads((old / META_NAME).read_text())
-    data = codec.config.to_dict()
-    data.pop("name", None)  # how earlier versions hashed: training-only quantizer settings included
-    legacy = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert meta["config_hash_format"] == 2
+    # As datasets made before config_hash_format hold it: a format-1 hash (this one counts the training-only
+    # quantizer settings, as the first versions did), no config_hash_format.
+    legacy = format1_hashes(non_default(codec.config))[1]
     assert legacy != meta["config_hash"]
+    del meta["config_hash_format"]
+    (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy}))
+    (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy, "config_hash_format": 2}))
+    with pytest.raises(ValueError, match="tokenized with model"):  # read as a format-2 hash, it names no model
+        detokenize_dataset(old, tmp_path / "refused", codec, progress=False)
     (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy}))
     assert main(["tokenize", str(dataset), "--out", str(old), "--model", str(model_dir), "--latents", "--quiet",
                  "--workers", "0", "--device", "cpu", *LONG_ARGS]) == 0
     assert "0 ok, 0 failed, 11 skipped" in capsys.readouterr().err
+    assert "config_hash_format" not in read_meta(old)  # the dataset keeps the hash it was made with
     assert main(["detokenize", str(old), "--out", str(tmp_path / "wavs"), "--quiet", "--device", "cpu"]) == 0
     assert len(list((tmp_path / "wavs").rglob("*.wav"))) == len(GOOD)
 

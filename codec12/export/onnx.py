@@ -11,7 +11,8 @@
 - ``encoder_step.onnx`` / ``decoder_step.onnx`` / ``decoder_latents_step.onnx``: one or more whole frames plus
   every streaming state tensor (``state.<name>``) in, outputs plus the next state (``new_state.<name>``) out.
 - ``codec12_onnx.json``: inputs, outputs, state names/shapes/dtypes/initial values, sample rate, frame size,
-  codebook sizes, opset and the source config hash. :class:`codec12.export.runtime.OnnxCodec` reads it.
+  codebook sizes, opset and the source config (its hash, with ``config_hash_format``).
+  :class:`codec12.export.runtime.OnnxCodec` reads it.
 
 Exporter choice: torch's TorchScript-based exporter (``dynamo=False``). Tracing records tensor sizes as graph
 operations, so the frame padding, the causal-conv trims and the attention masks follow the dynamic batch
@@ -42,6 +43,7 @@ from torch import nn
 from codec12._fs import fsync_dir, fsync_tree
 from codec12._optional import require
 from codec12.codec import Codec
+from codec12.config import CONFIG_HASH_FORMAT
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
 from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
 from codec12.quantizers.fsq import ScalarQuantizer
@@ -359,6 +361,7 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             "format_version": SIDECAR_FORMAT_VERSION,
             "model": cfg.name,
             "config_hash": source_hash,
+            "config_hash_format": CONFIG_HASH_FORMAT,
             "config": codec.config.to_dict(),
             "sample_rate": cfg.sample_rate,
             "channels": c,
