@@ -125,6 +125,10 @@ def _transformer(config: CodecConfig) -> StreamingTransformer:
 class Codec(nn.Module):
     """A 12.5 Hz neural speech codec. Build it with :meth:`from_config` or :meth:`from_pretrained`."""
 
+    # The parts of each side, in the order they run; each side's streaming state lives in its parts.
+    encoder_parts = ("encoder", "encoder_transformer", "downsample")
+    decoder_parts = ("upsample", "decoder_transformer", "decoder")
+
     def __init__(self, config: CodecConfig, *, encoder: nn.Module, encoder_transformer: nn.Module,
                  downsample: nn.Module, quantizer: SplitQuantizer, upsample: nn.Module,
                  decoder_transformer: nn.Module, decoder: nn.Module) -> None:
@@ -233,20 +237,39 @@ class Codec(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    # ---- building blocks (no validation)
-    def _latents(self, wav: torch.Tensor) -> torch.Tensor:
+    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
+        if not torch.isfinite(wav).all():
+            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
+        return wav
+
+    # ---- the two sides of the model, without input checks
+    # encode, decode and their variants check their input, then run one of these; the ONNX export traces them
+    # (offline, and inside ``streaming()`` for the step graphs), so eager inference and the exported graphs run
+    # one code. They use no Python control flow on tensor values, which tracing would freeze.
+    def encode_latents_side(self, wav: torch.Tensor) -> torch.Tensor:
+        """Audio [B, C, T] -> latents [B, D, ceil(T / frame_size)]."""
         # A partial last frame is zero-padded to a whole frame first: the result then equals streaming the
         # same audio with its last chunk zero-padded, and a file padded further in a batch (causality).
         wav = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % self.frame_size))
         return self.downsample(self.encoder_transformer(self.encoder(wav)))
 
+    def encode_side(self, wav: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, C, T] -> (codes int64 [B, K', T'], latents [B, D, T']), T' = ceil(T / frame_size), K' =
+        num_codebooks or all."""
+        latents = self.encode_latents_side(wav)
+        return self.quantizer.encode(latents, num_codebooks), latents
+
+    def decode_side(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes int64 [B, K', T'] -> audio [B, C, T' * frame_size]. An RVQ row may also hold its codebook size,
+        which adds nothing (how a graph that takes every row decodes fewer; see ``ResidualVQ.decode``)."""
+        return self._synthesize(self.quantizer.decode(codes).to(self._dtype()))
+
+    def decode_latents_side(self, latents: torch.Tensor) -> torch.Tensor:
+        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
+        return self._synthesize(self.quantizer.continuous(latents))
+
     def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_transformer(self.upsample(quantized)))
-
-    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
-        if not torch.isfinite(wav).all():
-            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
-        return wav
 
     # ---- public API
     # Encoding runs with autocast off: the codes (nearest codebook entries, FSQ rounding) and everything before
@@ -259,7 +282,7 @@ class Codec(nn.Module):
         k = self._check_num_codebooks(num_codebooks)
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            return self.quantizer.encode(self._latents(wav), k)
+            return self.encode_side(wav, k)[0]
 
     @torch.no_grad()
     def encode_batch(self, clips: Sequence[torch.Tensor], num_codebooks: int | None = None) -> EncodedBatch:
@@ -285,15 +308,14 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
-        return self._checked_audio(self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype())),
-                                   "the model's weights may be damaged")
+        return self._checked_audio(self.decode_side(self._check_codes(codes)), "the model's weights may be damaged")
 
     @torch.no_grad()
     def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            return self._latents(wav)
+            return self.encode_latents_side(wav)
 
     @torch.no_grad()
     def encode_with_latents(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
@@ -303,14 +325,13 @@ class Codec(nn.Module):
         k = self._check_num_codebooks(num_codebooks)
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            latents = self._latents(wav)
-            return self.quantizer.encode(latents, k), latents
+            return self.encode_side(wav, k)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path). Latents that
         decode to NaN or Inf (far outside the training range) raise ValueError."""
-        return self._checked_audio(self._synthesize(self.quantizer.continuous(self._check_latents(latents))),
+        return self._checked_audio(self.decode_latents_side(self._check_latents(latents)),
                                    "the latents lie far outside what the model was trained on")
 
     def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None,
@@ -323,7 +344,7 @@ class Codec(nn.Module):
         a pitch teacher's F0.
         """
         wav = self._check_audio(wav, None)
-        latents = self._latents(wav)
+        latents = self.encode_latents_side(wav)
         q = self.quantizer(latents, generator=generator)
         features = self.decoder_transformer(self.upsample(q.quantized))
         if f0 is not None and not (isinstance(self.decoder, ISTFTDecoder) and self.config.istft.harmonic):

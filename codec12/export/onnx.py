@@ -19,10 +19,9 @@ and time axes (the tests run every graph at lengths other than the traced one), 
 torch, and it exports ``scaled_dot_product_attention`` with a boolean mask directly. The dynamo exporter
 would add ``onnxscript`` as a dependency for no gain here.
 
-Quantizer lookups are rewritten for export: nearest-codeword search uses the same matrix-product form of the
-Euclidean distance that ``torch.cdist`` uses for codebooks of more than 25 entries (a broadcast difference
-would materialise [B*T', N, D] per level), and FSQ rounds ``tanh`` directly instead of going through
-vector-quantize-pytorch's implicit-codebook code.
+The graphs trace the codec's own public sides (``Codec.encode_side``, ``decode_side``, ``decode_latents_side``),
+which ``Codec.encode``/``decode`` run after checking their input: the quantizers' nearest-entry search and FSQ
+rounding are written to trace (``codec12.quantizers``), so there is one implementation of each.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from codec12._fs import fsync_dir, fsync_tree
@@ -44,7 +42,6 @@ from codec12._optional import require
 from codec12.codec import Codec
 from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
 from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
-from codec12.quantizers.fsq import ScalarQuantizer
 
 DEFAULT_OPSET = 17
 GRAPH_NAMES = ("encoder", "decoder", "decoder_latents", "encoder_step", "decoder_step", "decoder_latents_step")
@@ -59,179 +56,40 @@ class OnnxExport:
     sidecar: dict[str, Any]
 
 
-# ---- export-friendly quantizer pieces
-
-def _nearest(x: torch.Tensor, table: torch.Tensor, table_norm: torch.Tensor) -> torch.Tensor:
-    """x: [B, T, Dc], table: [N, Dc], table_norm: [N] -> nearest indices int64 [B, T].
-
-    Same arithmetic as ``torch.cdist``'s matrix-product path (``[-2x, |x|^2, 1] @ [e, 1, |e|^2]^T``, clamped
-    at 0, square root), so ties resolve to the first index as they do there.
-    """
-    x_norm = x.pow(2).sum(-1, keepdim=True)
-    x_ = torch.cat([x * -2.0, x_norm, torch.ones_like(x_norm)], dim=-1)
-    e_ = torch.cat([table, torch.ones_like(table_norm)[:, None], table_norm[:, None]], dim=-1)
-    dist = torch.matmul(x_, e_.t()).clamp_min(0.0).sqrt()
-    return dist.argmin(dim=-1)
-
-
-class _RVQGraph(nn.Module):
-    """Export form of :class:`codec12.quantizers.vq.ResidualVQ` (inference only).
-
-    ``decode`` takes codes in [0, codebook_size]; the extra index ``codebook_size`` is a zero entry, so a
-    level filled with it is skipped (fewer codebooks than the model has).
-    """
-
-    def __init__(self, rvq) -> None:
-        super().__init__()
-        self.input_proj = rvq.input_proj
-        self.output_proj = rvq.output_proj
-        self.num_levels = rvq.num_levels
-        self.codebook_size = rvq.codebook_size
-        if self.num_levels == 0:
-            raise ValueError("ONNX export needs at least one level in every residual VQ")
-        tables = torch.stack([rvq.codebook(i).detach().float() for i in range(self.num_levels)])  # [L, N, Dc]
-        self.register_buffer("tables", tables, persistent=False)
-        self.register_buffer("table_norms", tables.pow(2).sum(-1), persistent=False)
-        padded = torch.cat([tables, tables.new_zeros(self.num_levels, 1, tables.shape[-1])], dim=1)
-        self.register_buffer("lookup", padded.reshape(-1, tables.shape[-1]), persistent=False)
-        self.register_buffer("offsets", torch.arange(self.num_levels) * (self.codebook_size + 1), persistent=False)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [B, dim, T] -> codes int64 [B, L, T]."""
-        residual = self.input_proj(x).transpose(1, 2)  # [B, T, Dc]
-        codes = []
-        for level in range(self.num_levels):
-            indices = _nearest(residual, self.tables[level], self.table_norms[level])
-            residual = residual - F.embedding(indices, self.tables[level])
-            codes.append(indices)
-        return torch.stack(codes, dim=1)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes: [B, L, T] in [0, codebook_size] -> [B, dim, T]."""
-        emb = F.embedding(codes + self.offsets[None, :, None], self.lookup)  # [B, L, T, Dc]
-        return self.output_proj(emb.sum(dim=1).transpose(1, 2))
-
-
-class _FSQGraph(nn.Module):
-    """Export form of :class:`codec12.quantizers.fsq.ScalarQuantizer`: one code row per dimension."""
-
-    def __init__(self, fsq) -> None:
-        super().__init__()
-        self.input_proj = fsq.input_proj
-        self.output_proj = fsq.output_proj
-        self.num_levels = fsq.num_dims
-        self.levels = fsq.levels
-        # vector-quantize-pytorch's bound for odd levels: round(tanh(z) * (L - 1) * (1 + 1e-3) / 2).
-        self.half_l = (fsq.levels - 1) * (1 + 1e-3) / 2
-        self.half = fsq.levels // 2
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.input_proj(x)
-        return (torch.round(torch.tanh(z) * self.half_l) + self.half).long()
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.output_proj((codes.float() - self.half) / self.half)
-
-
-class _QuantizerGraph(nn.Module):
-    """Export form of :class:`codec12.quantizers.SplitQuantizer` (and of Voxtral's quantizer, whose FSQ has no
-    weights and traces as it is): all K rows in and out."""
-
-    def __init__(self, quantizer) -> None:
-        super().__init__()
-        self.quantizer = quantizer  # for _split/_join/continuous
-        self.semantic = _RVQGraph(quantizer.semantic)
-        if quantizer.config.acoustic == "rvq":
-            self.acoustic = _RVQGraph(quantizer.acoustic)
-        elif isinstance(quantizer.acoustic, ScalarQuantizer):
-            self.acoustic = _FSQGraph(quantizer.acoustic)
-        else:
-            self.acoustic = quantizer.acoustic
-
-    def encode(self, latents: torch.Tensor) -> torch.Tensor:
-        s, a = self.quantizer._split(latents)
-        return torch.cat([self.semantic.encode(s), self.acoustic.encode(a)], dim=1)
-
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return self.quantizer._join(self.semantic.decode(codes[:, :1]), self.acoustic.decode(codes[:, 1:]))
-
-    def continuous(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.quantizer.continuous(latents)
-
-
 def pad_codes(codec) -> list[int | None]:
     """Per code row, the value that makes a row contribute nothing in ``decoder.onnx`` (None: row 0 is always
-    given). RVQ levels: ``codebook_size`` (the zero entry); FSQ dimensions: the centre level."""
+    given). RVQ levels: ``codebook_size`` (no entry); FSQ dimensions: the centre level."""
     q = codec.config.quantizer
     fill = q.acoustic_codebook_size if q.acoustic == "rvq" else q.acoustic_codebook_size // 2
     return [None] + [fill] * q.num_acoustic
 
 
-# ---- graph wrappers
+# ---- what is traced
 
-class _Encoder(nn.Module):
-    def __init__(self, codec, quantizer: _QuantizerGraph) -> None:
+class _Side(nn.Module):
+    """``forward(x) = codec.<method>(x)``, a codec side as a module to trace (the codec's weights are its own)."""
+
+    def __init__(self, codec: Codec, method: str) -> None:
         super().__init__()
-        self.codec, self.q = codec, quantizer
+        self.codec, self.method = codec, method
 
-    def forward(self, audio: torch.Tensor):
-        latents = self.codec._latents(audio)
-        return self.q.encode(latents), latents
-
-
-class _Decoder(nn.Module):
-    def __init__(self, codec, quantizer: _QuantizerGraph) -> None:
-        super().__init__()
-        self.codec, self.q = codec, quantizer
-
-    def forward(self, codes: torch.Tensor):
-        return self.codec._synthesize(self.q.decode(codes))
+    def forward(self, x: torch.Tensor):
+        return getattr(self.codec, self.method)(x)
 
 
-class _DecoderLatents(_Decoder):
-    def forward(self, latents: torch.Tensor):
-        return self.codec._synthesize(self.q.continuous(latents))
+class _Step(_Side):
+    """``(x, *state) -> (*outputs, *new_state)``: a side inside ``streaming(parts)``, where ``parts`` holds the
+    side's streaming modules under the codec's names (so state names read ``encoder_transformer.layers.0...``)."""
 
-
-class _EncoderSide(nn.Module):
-    """The encoder-side streaming blocks, so that state names read ``encoder.layers.0.previous``."""
-
-    def __init__(self, codec) -> None:
-        super().__init__()
-        self.encoder, self.encoder_transformer, self.downsample = (codec.encoder, codec.encoder_transformer,
-                                                                   codec.downsample)
-
-    def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.downsample(self.encoder_transformer(self.encoder(audio)))
-
-
-class _DecoderSide(nn.Module):
-    def __init__(self, codec) -> None:
-        super().__init__()
-        self.upsample, self.decoder_transformer, self.decoder = (codec.upsample, codec.decoder_transformer,
-                                                                 codec.decoder)
-
-    def forward(self, quantized: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.decoder_transformer(self.upsample(quantized)))
-
-
-class _Step(nn.Module):
-    """``(x, *state) -> (*outputs, *new_state)`` around a streaming block; used inside ``streaming()``."""
-
-    def __init__(self, side: nn.Module, quantizer: _QuantizerGraph, mode: str) -> None:
-        super().__init__()
-        self.side, self.q, self.mode = side, quantizer, mode
+    def __init__(self, codec: Codec, method: str, parts: nn.ModuleDict) -> None:
+        super().__init__(codec, method)
+        self.parts = parts
 
     def forward(self, x: torch.Tensor, *state: torch.Tensor):
-        set_state_tensors(self.side, list(state))
-        if self.mode == "encoder":
-            latents = self.side(x)
-            outputs = (self.q.encode(latents), latents)
-        elif self.mode == "decoder":
-            outputs = (self.side(self.q.decode(x)),)
-        else:
-            outputs = (self.side(self.q.continuous(x)),)
-        return (*outputs, *get_state_tensors(self.side))
+        set_state_tensors(self.parts, list(state))
+        outputs = super().forward(x)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return (*outputs, *get_state_tensors(self.parts))
 
 
 # ---- export
@@ -291,7 +149,6 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     model = codec.folded()
     for p in model.parameters():
         p.requires_grad_(False)
-    quant = _QuantizerGraph(model.quantizer).eval()
     cfg = model.config
     c, d, k, fs = cfg.channels, cfg.latent_dim, cfg.num_codebooks, cfg.frame_size
     audio_in = _io("audio", "float32", ["batch", c, "samples"])
@@ -313,9 +170,9 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     try:
         with torch.no_grad():
             offline = {
-                "encoder": (_Encoder(model, quant), example_audio, [audio_in], [codes_io, latents_io]),
-                "decoder": (_Decoder(model, quant), example_codes, [codes_io], [audio_out]),
-                "decoder_latents": (_DecoderLatents(model, quant), example_latents, [latents_io], [audio_out]),
+                "encoder": (_Side(model, "encode_side"), example_audio, [audio_in], [codes_io, latents_io]),
+                "decoder": (_Side(model, "decode_side"), example_codes, [codes_io], [audio_out]),
+                "decoder_latents": (_Side(model, "decode_latents_side"), example_latents, [latents_io], [audio_out]),
             }
             if not cfg.has_encoder:  # a decode-only model (Voxtral TTS's release): decoder graphs only
                 del offline["encoder"]
@@ -325,17 +182,17 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
 
             step_audio = _io("audio", "float32", ["batch", c, "samples"])
             steps = {
-                "encoder_step": (_EncoderSide(model), "encoder", example_audio[..., : 2 * fs], step_audio,
-                                 [codes_io, latents_io]),
-                "decoder_step": (_DecoderSide(model), "decoder", example_codes[..., :2], codes_io, [audio_out]),
-                "decoder_latents_step": (_DecoderSide(model), "decoder_latents", example_latents[..., :2],
-                                         latents_io, [audio_out]),
+                "encoder_step": ("encode_side", example_audio[..., : 2 * fs], step_audio, [codes_io, latents_io]),
+                "decoder_step": ("decode_side", example_codes[..., :2], codes_io, [audio_out]),
+                "decoder_latents_step": ("decode_latents_side", example_latents[..., :2], latents_io, [audio_out]),
             }
             if not cfg.has_encoder:
                 del steps["encoder_step"]
-            for name, (side, mode, example, x_in, outs) in steps.items():
-                with streaming(side, batch):
-                    spec = state_spec(side)
+            for name, (method, example, x_in, outs) in steps.items():
+                side = name.split("_")[0]  # "encoder" or "decoder"
+                parts = nn.ModuleDict({part: getattr(model, part) for part in getattr(model, f"{side}_parts")})
+                with streaming(parts, batch):
+                    spec = state_spec(parts)
                     states = []
                     for state_name, tensor in spec:
                         shape = ["batch", *tensor.shape[1:]] if tensor.dim() else []
@@ -346,7 +203,7 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
                     state_in = [t.clone() for _, t in spec]
                     ins = [x_in] + [_io(s["input"], s["dtype"], s["shape"]) for s in states]
                     all_outs = outs + [_io(s["output"], s["dtype"], s["shape"]) for s in states]
-                    _export_graph(_Step(side, quant, mode), (example, *state_in), tmp / f"{name}.onnx", ins,
+                    _export_graph(_Step(model, method, parts), (example, *state_in), tmp / f"{name}.onnx", ins,
                                   all_outs, opset)
                 graphs[name] = {"file": f"{name}.onnx", "inputs": ins, "outputs": all_outs, "states": states}
 
@@ -392,7 +249,5 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         shutil.rmtree(tmp, ignore_errors=True)
     return OnnxExport(directory=out_dir, files=files, sidecar=sidecar)
 
-
-# ---- command line
 
 __all__ = ["GRAPH_NAMES", "SIDECAR_NAME", "OnnxExport", "export_onnx", "pad_codes"]
