@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 SIDECAR_NAME = "codec12_onnx.json"
-SIDECAR_FORMAT_VERSION = 1
+# 2: the graphs' weights in one shared external-data file, named by the sidecar's "weights"; 1: each graph held its
+# own weights (read as well: onnxruntime loads either kind of graph file the same way).
+SIDECAR_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
 
 
@@ -51,9 +54,12 @@ class OnnxCodec:
             raise ValueError(f"{path}: cannot read: {e}") from e
         if not isinstance(meta, dict) or meta.get("format") != "codec12-onnx":
             raise ValueError(f"{path}: not a codec12 ONNX sidecar")
-        if meta.get("format_version") != SIDECAR_FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise ValueError(f"{path}: format_version {meta.get('format_version')} is not supported (this "
-                             f"codec12 reads {SIDECAR_FORMAT_VERSION})")
+                             f"codec12 reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); export the model "
+                             f"again with this codec12 (codec12 export onnx)")
+        if meta["format_version"] >= 2:
+            self._check_weights(path, meta.get("weights"))
         self.meta = meta
         self.sample_rate = int(meta["sample_rate"])
         self.channels = int(meta["channels"])
@@ -73,6 +79,19 @@ class OnnxCodec:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._stream_batch: int | None = None
         self._states: dict[str, dict[str, np.ndarray]] = {}
+
+    def _check_weights(self, sidecar: Path, weights: Any) -> None:
+        """The shared weights file the sidecar names is here, whole (onnxruntime's own error would come later, and
+        name neither file)."""
+        if not isinstance(weights, dict) or not isinstance(weights.get("file"), str) \
+                or Path(weights["file"]).name != weights["file"] or not isinstance(weights.get("bytes"), int):
+            raise ValueError(f"{sidecar}: 'weights' must name a file in this directory and its size")
+        file = self.directory / weights["file"]
+        if not file.is_file():
+            raise ValueError(f"{file}: missing (the graphs' weights, named in {SIDECAR_NAME})")
+        if file.stat().st_size != weights["bytes"]:
+            raise ValueError(f"{file}: {file.stat().st_size} bytes, but {SIDECAR_NAME} says {weights['bytes']}: "
+                             f"the file is cut short or from another export")
 
     @property
     def num_codebooks(self) -> int:
