@@ -13,7 +13,6 @@ comb off by half a spacing from about the 12th harmonic on.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
@@ -25,6 +24,7 @@ from _docs import machine_line  # noqa: E402
 
 from codec12 import Codec  # noqa: E402
 from codec12.audio import load_audio  # noqa: E402
+from codec12.data.manifest import read_manifest  # noqa: E402
 from codec12.decoder import ISTFTDecoder  # noqa: E402
 from codec12.decoder.istft import decode_f0, f0_grid  # noqa: E402
 from codec12.distill.pitch import PitchTeacher  # noqa: E402
@@ -34,10 +34,7 @@ from codec12.losses.pitch import F0Loss  # noqa: E402
 
 def clips(source: str, files: int, seed: int) -> list[Path]:
     path = Path(source)
-    if path.suffix == ".jsonl":
-        found = [path.parent / json.loads(line)["path"] for line in path.read_text().splitlines() if line.strip()]
-    else:
-        found = list_audio_files(path)
+    found = list_audio_files(path) if path.is_dir() else [Path(row.path) for row in read_manifest(path)]
     random.Random(seed).shuffle(found)
     return found[:files]
 
@@ -45,7 +42,7 @@ def clips(source: str, files: int, seed: int) -> list[Path]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True)
-    p.add_argument("--data", required=True, help="a directory of audio or a .jsonl manifest")
+    p.add_argument("--data", required=True, help="a directory of audio or a manifest (docs/manifests.md)")
     p.add_argument("--files", type=int, default=300)
     p.add_argument("--seconds", type=float, default=3.0, help="at most this much of each clip")
     p.add_argument("--steps", type=int, default=1500)

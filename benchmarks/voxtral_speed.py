@@ -102,7 +102,7 @@ def main() -> None:
             with runtime.streaming(batch_size=1):
                 for t in range(n):
                     stream["onnx"].append(timed(lambda t=t: runtime.decode(codes[..., t:t + 1].numpy())))
-        onnx_mb = sum(f.stat().st_size for f in (Path(tmp) / "onnx").glob("*.onnx")) / 2 ** 20
+        onnx_mb = sum(f.stat().st_size for f in (Path(tmp) / "onnx").iterdir()) / 2 ** 20
     best = {key: min(v) / seconds for key, v in times.items()}
     params = sum(p.numel() for p in codec.parameters()) / 1e6
 
@@ -129,7 +129,7 @@ def main() -> None:
             f"parameters with the encoder, random weights), {seconds:g} s of 24 kHz audio ({codes.shape[-1]} frames, "
             f"37 codebooks), float32, best of {args.repeats}; reference: vllm-omni {VERSION} "
             f"`VoxtralTTSAudioTokenizer` on PyTorch's attention (no flash-attn on CPU); torch {torch.__version__}; "
-            f"ONNX export {export_s:.0f} s, {onnx_mb:.0f} MiB of graphs.  \n"
+            f"ONNX export {export_s:.0f} s, {onnx_mb:.0f} MiB of graphs and weights.  \n"
             f"Same codes: eager {same_codes}, onnxruntime {onnx_same}; decoded audio max abs diff from the reference: "
             f"eager {eager_diff:.2e}, onnxruntime {onnx_diff:.2e} (peak {peak:.3g}). The reference cannot stream; "
             f"codec12 streams {n} frames one at a time (second table).\n\n{table}\n\n{latency}")

@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from codec12 import hub
+from codec12._checks import Arrays, InputChecks
 from codec12._fs import atomic_write
 from codec12._tensors import load_tensors, tensor_shapes
 from codec12.config import CodecConfig, bitrate
@@ -88,6 +89,38 @@ def _sizes_text(sizes: tuple[int, ...]) -> str:
     return " + ".join(f"{count}x{n}" if count > 1 else str(n) for n, count in runs)
 
 
+class _TorchArrays(Arrays):
+    """How the input checks read torch tensors; inputs must be on the model's device."""
+
+    name = "torch.Tensor"
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def is_array(self, x) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def kind(self, x: torch.Tensor) -> str:
+        if x.is_floating_point():
+            return "f"
+        return "c" if x.is_complex() else "b" if x.dtype == torch.bool else "i"
+
+    def dtype(self, x: torch.Tensor) -> str:
+        return str(x.dtype)
+
+    def check_place(self, x: torch.Tensor, what: str) -> None:
+        device = next(self.model.parameters()).device
+        if x.device != device:
+            raise ValueError(f"{what} on {x.device}, but the model is on {device}: move the input "
+                             f"(x.to(codec.device)) or the model (codec.to(...)) first")
+
+    def all_finite(self, x: torch.Tensor) -> bool:
+        return bool(torch.isfinite(x).all())
+
+    def row_ranges(self, codes: torch.Tensor) -> list[tuple[int, int]]:
+        return list(zip(codes.amin(dim=(0, 2)).tolist(), codes.amax(dim=(0, 2)).tolist()))
+
+
 def _transformer(config: CodecConfig) -> StreamingTransformer:
     t = config.transformer
     return StreamingTransformer(t.d_model, t.num_heads, t.num_layers, t.dim_feedforward, t.context, t.max_period,
@@ -96,6 +129,10 @@ def _transformer(config: CodecConfig) -> StreamingTransformer:
 
 class Codec(nn.Module):
     """A 12.5 Hz neural speech codec. Build it with :meth:`from_config` or :meth:`from_pretrained`."""
+
+    # The parts of each side, in the order they run; each side's streaming state lives in its parts.
+    encoder_parts = ("encoder", "encoder_transformer", "downsample")
+    decoder_parts = ("upsample", "decoder_transformer", "decoder")
 
     def __init__(self, config: CodecConfig, *, encoder: nn.Module, encoder_transformer: nn.Module,
                  downsample: nn.Module, quantizer: SplitQuantizer, upsample: nn.Module,
@@ -110,6 +147,9 @@ class Codec(nn.Module):
         self.decoder_transformer = decoder_transformer
         self.decoder = decoder
         self._stream_batch: int | None = None
+        self._inputs = InputChecks(_TorchArrays(self), channels=config.channels, frame_size=config.frame_size,
+                                   latent_dim=config.latent_dim, codebook_sizes=config.codebook_sizes,
+                                   sample_rate=config.sample_rate)
 
     @classmethod
     def from_config(cls, config: CodecConfig) -> "Codec":
@@ -179,100 +219,62 @@ class Codec(nn.Module):
         return self.config.bitrate
 
     def bitrate_at(self, num_codebooks: int) -> float:
-        self._check_num_codebooks(num_codebooks)
+        self._inputs.check_num_codebooks(num_codebooks)
         return bitrate(self.codebook_sizes[:num_codebooks], self.frame_rate)
 
-    # ---- input validation
-    def _check_num_codebooks(self, k: int) -> None:
-        if not isinstance(k, int) or not 1 <= k <= self.num_codebooks:
-            raise ValueError(f"num_codebooks must be an int in [1, {self.num_codebooks}], got {k!r}")
+    # ---- input validation (codec12._checks, shared with the ONNX runtime)
+    def _check_num_codebooks(self, k: int | None) -> int:
+        """``num_codebooks`` argument -> K' (None: all)."""
+        return self.num_codebooks if k is None else self._inputs.check_num_codebooks(k)
 
     def _check_audio(self, wav: torch.Tensor, sample_rate: int | None) -> torch.Tensor:
-        if not isinstance(wav, torch.Tensor):
-            raise ValueError(f"audio must be a torch.Tensor [B, C, T], got {type(wav).__name__}")
-        if sample_rate is not None and sample_rate != self.sample_rate:
-            raise ValueError(f"audio is at {sample_rate} Hz but the model expects {self.sample_rate} Hz: resample "
-                             f"first (codec12.load_audio(path, codec.sample_rate) does)")
-        if wav.dim() != 3:
-            raise ValueError(f"audio must have shape [B, C, T], got rank {wav.dim()} {tuple(wav.shape)}"
-                             + (" (add a batch dimension: wav[None])" if wav.dim() == 2 else ""))
-        if wav.shape[1] != self.channels:
-            raise ValueError(f"audio has {wav.shape[1]} channels but the model expects {self.channels}")
-        if wav.shape[0] == 0 or wav.shape[-1] == 0:
-            raise ValueError(f"empty audio: shape {tuple(wav.shape)}")
-        if not wav.is_floating_point():
-            raise ValueError(f"audio must be floating point, got {wav.dtype}")
-        self._check_device(wav, "audio")
-        if not torch.isfinite(wav).all():
-            raise ValueError("audio contains NaN or Inf samples")
-        self._check_stream(wav.shape[0], wav.shape[-1], self.frame_size, "audio samples")
+        self._inputs.check_audio(wav, sample_rate=sample_rate, stream_batch=self._stream_batch)
         return wav.to(self._dtype())
 
-    def _check_stream(self, batch: int, length: int, multiple: int, unit: str) -> None:
-        if self._stream_batch is None:
-            return
-        if batch != self._stream_batch:
-            raise ValueError(f"streaming was opened with batch_size={self._stream_batch}, got a batch of {batch}")
-        if length % multiple:
-            raise ValueError(f"while streaming, chunks must be whole frames: got {length} {unit}, not a multiple "
-                             f"of {multiple} (frame_size={self.frame_size}); buffer until a whole frame is ready")
-
     def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        if not isinstance(codes, torch.Tensor):
-            raise ValueError(f"codes must be a torch.Tensor [B, K, T'], got {type(codes).__name__}")
-        if codes.dim() != 3:
-            raise ValueError(f"codes must have shape [B, K, T'], got {tuple(codes.shape)}")
-        if codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-            raise ValueError(f"codes must be integers, got {codes.dtype}")
-        b, k, t = codes.shape
-        if not 1 <= k <= self.num_codebooks:
-            raise ValueError(f"codes have {k} codebooks; this model takes 1 to {self.num_codebooks}")
-        if b == 0 or t == 0:
-            raise ValueError(f"empty codes: shape {tuple(codes.shape)}")
-        self._check_device(codes, "codes")
-        sizes = torch.tensor(self.codebook_sizes[:k], device=codes.device)[None, :, None]
-        bad = (codes < 0) | (codes >= sizes)
-        if bad.any():
-            row = int(bad.any(dim=2).any(dim=0).nonzero()[0])
-            raise ValueError(f"codes out of range in row {row}: values must be in [0, {self.codebook_sizes[row]})")
-        self._check_stream(b, t, 1, "frames")
+        self._inputs.check_codes(codes, stream_batch=self._stream_batch)
         return codes.long()
 
     def _check_latents(self, z: torch.Tensor) -> torch.Tensor:
-        if not isinstance(z, torch.Tensor) or z.dim() != 3 or z.shape[1] != self.latent_dim:
-            shape = tuple(z.shape) if isinstance(z, torch.Tensor) else type(z).__name__
-            raise ValueError(f"latents must have shape [B, {self.latent_dim}, T'], got {shape}")
-        if z.shape[0] == 0 or z.shape[-1] == 0:
-            raise ValueError(f"empty latents: shape {tuple(z.shape)}")
-        self._check_device(z, "latents")
-        if not torch.isfinite(z).all():
-            raise ValueError("latents contain NaN or Inf")
-        self._check_stream(z.shape[0], z.shape[-1], 1, "frames")
+        self._inputs.check_latents(z, stream_batch=self._stream_batch)
         return z.to(self._dtype())
 
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _check_device(self, x: torch.Tensor, what: str) -> None:
-        device = self.device
-        if x.device != device:
-            raise ValueError(f"{what} on {x.device}, but the model is on {device}: move the input "
-                             f"(x.to(codec.device)) or the model (codec.to(...)) first")
+    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
+        if not torch.isfinite(wav).all():
+            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
+        return wav
 
-    # ---- building blocks (no validation)
-    def _latents(self, wav: torch.Tensor) -> torch.Tensor:
+    # ---- the two sides of the model, without input checks
+    # encode, decode and their variants check their input, then run one of these; the ONNX export traces them
+    # (offline, and inside ``streaming()`` for the step graphs), so eager inference and the exported graphs run
+    # one code. They use no Python control flow on tensor values, which tracing would freeze.
+    def encode_latents_side(self, wav: torch.Tensor) -> torch.Tensor:
+        """Audio [B, C, T] -> latents [B, D, ceil(T / frame_size)]."""
         # A partial last frame is zero-padded to a whole frame first: the result then equals streaming the
         # same audio with its last chunk zero-padded, and a file padded further in a batch (causality).
         wav = torch.nn.functional.pad(wav, (0, -wav.shape[-1] % self.frame_size))
         return self.downsample(self.encoder_transformer(self.encoder(wav)))
 
+    def encode_side(self, wav: torch.Tensor, num_codebooks: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Audio [B, C, T] -> (codes int64 [B, K', T'], latents [B, D, T']), T' = ceil(T / frame_size), K' =
+        num_codebooks or all."""
+        latents = self.encode_latents_side(wav)
+        return self.quantizer.encode(latents, num_codebooks), latents
+
+    def decode_side(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes int64 [B, K', T'] -> audio [B, C, T' * frame_size]. An RVQ row may also hold its codebook size,
+        which adds nothing (how a graph that takes every row decodes fewer; see ``ResidualVQ.decode``)."""
+        return self._synthesize(self.quantizer.decode(codes).to(self._dtype()))
+
+    def decode_latents_side(self, latents: torch.Tensor) -> torch.Tensor:
+        """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path)."""
+        return self._synthesize(self.quantizer.continuous(latents))
+
     def _synthesize(self, quantized: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.decoder_transformer(self.upsample(quantized)))
-
-    def _checked_audio(self, wav: torch.Tensor, cause: str) -> torch.Tensor:
-        if not torch.isfinite(wav).all():
-            raise ValueError(f"decoding gave non-finite audio (NaN or Inf): {cause}")
-        return wav
 
     # ---- public API
     # Encoding runs with autocast off: the codes (nearest codebook entries, FSQ rounding) and everything before
@@ -282,11 +284,10 @@ class Codec(nn.Module):
     def encode(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
                sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> codes int64 [B, K, ceil(T / frame_size)] (K = num_codebooks or all)."""
-        k = self.num_codebooks if num_codebooks is None else num_codebooks
-        self._check_num_codebooks(k)
+        k = self._check_num_codebooks(num_codebooks)
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            return self.quantizer.encode(self._latents(wav), k)
+            return self.encode_side(wav, k)[0]
 
     @torch.no_grad()
     def encode_batch(self, clips: Sequence[torch.Tensor], num_codebooks: int | None = None) -> EncodedBatch:
@@ -312,33 +313,30 @@ class Codec(nn.Module):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
-        return self._checked_audio(self._synthesize(self.quantizer.decode(self._check_codes(codes)).to(self._dtype())),
-                                   "the model's weights may be damaged")
+        return self._checked_audio(self.decode_side(self._check_codes(codes)), "the model's weights may be damaged")
 
     @torch.no_grad()
     def encode_latents(self, wav: torch.Tensor, *, sample_rate: int | None = None) -> torch.Tensor:
         """Audio [B, C, T] -> continuous pre-quantization latents [B, D, ceil(T / frame_size)]."""
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            return self._latents(wav)
+            return self.encode_latents_side(wav)
 
     @torch.no_grad()
     def encode_with_latents(self, wav: torch.Tensor, num_codebooks: int | None = None, *,
                             sample_rate: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Audio [B, C, T] -> (codes int64 [B, K, T'], latents [B, D, T']) from one pass of the encoder: the codes
         equal :meth:`encode`'s and the latents :meth:`encode_latents`'."""
-        k = self.num_codebooks if num_codebooks is None else num_codebooks
-        self._check_num_codebooks(k)
+        k = self._check_num_codebooks(num_codebooks)
         wav = self._check_audio(wav, sample_rate)
         with torch.autocast(wav.device.type, enabled=False):
-            latents = self._latents(wav)
-            return self.quantizer.encode(latents, k), latents
+            return self.encode_side(wav, k)
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Continuous latents [B, D, T'] -> audio [B, C, T' * frame_size] (the unquantized path). Latents that
         decode to NaN or Inf (far outside the training range) raise ValueError."""
-        return self._checked_audio(self._synthesize(self.quantizer.continuous(self._check_latents(latents))),
+        return self._checked_audio(self.decode_latents_side(self._check_latents(latents)),
                                    "the latents lie far outside what the model was trained on")
 
     def forward(self, wav: torch.Tensor, *, generator: torch.Generator | None = None,
@@ -351,7 +349,7 @@ class Codec(nn.Module):
         a pitch teacher's F0.
         """
         wav = self._check_audio(wav, None)
-        latents = self._latents(wav)
+        latents = self.encode_latents_side(wav)
         q = self.quantizer(latents, generator=generator)
         features = self.decoder_transformer(self.upsample(q.quantized))
         if f0 is not None and not (isinstance(self.decoder, ISTFTDecoder) and self.config.istft.harmonic):

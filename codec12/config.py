@@ -8,18 +8,26 @@ from a dictionary, naming them.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from codec12._dataclass_io import check_types, json_repr, load, non_default, to_plain, type_hints
+from codec12._hash_format1 import format1_hashes
+
 FORMAT_VERSION = 1
 FRAME_RATE = 12.5
+# What config_hash computes; files that record a hash record this beside it as ``config_hash_format`` (files
+# without it hold format 1). CONFIG_HASH_FORMATS: the formats hash_matches reads.
+CONFIG_HASH_FORMAT = 2
+CONFIG_HASH_FORMATS = (1, 2)
+# Field metadata of what does not decide the codes or the audio, left out of config_hash: the name and the
+# quantizer's training-only settings (fine-tuning with other ones keeps the hash).
+NOT_HASHED = {"hashed": False}
 
 _NORMS = ("weight_norm", "none")
 _PAD_MODES = ("constant", "replicate")
@@ -28,26 +36,6 @@ _PAD_MODES = ("constant", "replicate")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ValueError(msg)
-
-
-def _from_dict(cls, data: dict[str, Any], where: str):
-    """Build dataclass ``cls`` from ``data``, rejecting unknown keys and coercing lists to tuples. ``where``: the
-    block's name in messages ("" at the top level)."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'} must be an object, got {_json_repr(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where + ': ' if where else ''}unknown config keys {unknown} (known: {sorted(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        sub = _NESTED.get((cls.__name__, name))
-        if sub is not None and value is not None:
-            value = _from_dict(sub, value, f"{where}.{name}" if where else name)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 # Upper limits on sizes, several times what any real codec uses (Mimi, Voxtral, DAC, EnCodec): a config beyond them
@@ -75,65 +63,15 @@ _MAX_CODEBOOK_FLOATS = 1 << 27  # codebook entries x dims over all levels (Mimi:
 def _check_fields(obj, block: str) -> None:
     """Check the type of every field of dataclass ``obj`` against its annotation, and the size limits; errors name
     the field as ``block.name``. Lists are accepted where tuples are declared (JSON has no tuples)."""
-    for name, hint in _hints(type(obj)).items():
+    check_types(obj, block)
+    for name, hint in type_hints(type(obj)).items():
         value, label = getattr(obj, name), f"{block}.{name}" if block else name
-        if not _is_a(value, hint):
-            raise ValueError(f"{label} must be {_describe(hint)}, got {_json_repr(value)}")
         limit = _LIMITS.get(label)
         if limit is not None:
             for v in value if isinstance(value, (tuple, list)) else (value,):
                 _check(v <= limit, f"{label} is {v}, over the limit of {limit} (no real codec comes near it)")
         if isinstance(value, (tuple, list)) and typing.get_args(hint)[-1:] == (Ellipsis,):
             _check(len(value) <= _MAX_STAGES, f"{label} has {len(value)} entries, over the limit of {_MAX_STAGES}")
-
-
-@functools.cache
-def _hints(cls) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _is_a(value: Any, hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_a(value, a) for a in args)
-    if origin is tuple:
-        if not isinstance(value, (tuple, list)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_is_a(v, args[0]) for v in value)
-        return len(value) == len(args) and all(_is_a(v, a) for v, a in zip(value, args))
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return isinstance(value, hint)
-
-
-def _describe(hint: Any) -> str:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-        return f"a list of {len(args)} {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-    return {type(None): "null", bool: "true or false", int: "an integer", float: "a finite number",
-            str: "a string"}.get(hint, f"an object ({getattr(hint, '__name__', hint)})")
-
-
-def _json_repr(value: Any) -> str:
-    """``value`` as JSON shows it (with its kind for strings and containers), cut short."""
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    text = text if len(text) <= 40 else text[:37] + "..."
-    kind = {dict: "object ", list: "list ", tuple: "list ", str: "string "}.get(type(value), "")
-    return kind + text
 
 
 def bitrate(codebook_sizes: tuple[int, ...], frame_rate: float = FRAME_RATE) -> float:
@@ -323,13 +261,13 @@ class QuantizerConfig:
     num_acoustic: int = 31
     acoustic_codebook_size: int = 2048
     acoustic_dim: int = 256
-    ema_decay: float = 0.99
-    threshold_ema_dead_code: float = 2.0
-    kmeans_init: bool = False
+    ema_decay: float = field(default=0.99, metadata=NOT_HASHED)
+    threshold_ema_dead_code: float = field(default=2.0, metadata=NOT_HASHED)
+    kmeans_init: bool = field(default=False, metadata=NOT_HASHED)
     # training-time behaviour
-    unquantized_rate: float = 0.0
-    level_dropout: bool = True
-    fsq_dither: tuple[float, float, float] = (0.5, 0.25, 0.25)
+    unquantized_rate: float = field(default=0.0, metadata=NOT_HASHED)
+    level_dropout: bool = field(default=True, metadata=NOT_HASHED)
+    fsq_dither: tuple[float, float, float] = field(default=(0.5, 0.25, 0.25), metadata=NOT_HASHED)
 
     def __post_init__(self):
         _check_fields(self, "quantizer")
@@ -424,10 +362,6 @@ class ISTFTDecoderConfig:
                f"istft.f0_min ({self.f0_min}) and f0_max ({self.f0_max}) must satisfy 0 < f0_min < f0_max")
 
 
-_TRAINING_ONLY_QUANTIZER_FIELDS = ("ema_decay", "threshold_ema_dead_code", "kmeans_init", "unquantized_rate",
-                                   "level_dropout", "fsq_dither")
-
-
 @dataclass(frozen=True, kw_only=True)
 class CodecConfig:
     """A whole codec: SEANet + transformer encoder, ×``downsample_stride`` to 12.5 Hz, split quantizer,
@@ -437,7 +371,7 @@ class CodecConfig:
     upsample blocks (``seanet``, ``transformer``, ``downsample_stride``, ``depthwise_upsample`` and ``istft``
     then do not apply and stay at their defaults; they are left out of the JSON)."""
 
-    name: str = ""
+    name: str = field(default="", metadata=NOT_HASHED)
     sample_rate: int = 24000
     seanet: SEANetConfig = field(default_factory=SEANetConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
@@ -546,46 +480,28 @@ class CodecConfig:
 
     # ---- I/O
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        _drop_inapplicable(data)
-
-        def lists(x):
-            if isinstance(x, dict):
-                return {k: lists(v) for k, v in x.items()}
-            if isinstance(x, tuple):
-                return [lists(v) for v in x]
-            return x
-
-        if data["istft"] is None:  # the mirrored SEANet decoder: configs (and hashes) as before the option
-            del data["istft"]
-        else:  # options at their defaults are left out: configs (and hashes) as before each option existed
-            istft = data["istft"]
-            if istft["phase"] == "direct":
-                del istft["phase"]
-            if not istft["harmonic"]:
-                for key in ("harmonic", "f0_min", "f0_max", "f0_bins"):
-                    del istft[key]
-            if istft["harmonic_envelope"] == "own":
-                del istft["harmonic_envelope"]
-        return {"format_version": FORMAT_VERSION, **lists(data)}
+        """The JSON form: every field (an unset optional block as null), but for the blocks the Voxtral topology
+        replaces when it is set, which do not describe the model."""
+        data = to_plain(self)
+        if self.voxtral is not None:
+            for name in _NOT_VOXTRAL:
+                del data[name]
+        return {"format_version": FORMAT_VERSION, **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> "CodecConfig":
-        """Build a config from its JSON form; every field's type and range is checked, and errors name ``where``
-        and the field."""
+        """Build a config from its JSON form; a field left out takes its default. Every field's type and range is
+        checked, and errors name ``where`` and the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"{where}: a config must be a JSON object, got {_json_repr(data)}")
+            raise ValueError(f"{where}: a config must be a JSON object, got {json_repr(data)}")
         data = dict(data)
         version = data.pop("format_version", None)
         if version is None:
             raise ValueError(f"{where}: missing 'format_version'")
         if version != FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {_json_repr(version)} is not supported (this codec12 reads "
+            raise ValueError(f"{where}: format_version {json_repr(version)} is not supported (this codec12 reads "
                              f"{FORMAT_VERSION})")
-        try:
-            return _from_dict(cls, data, "")
-        except ValueError as e:
-            raise ValueError(f"{where}: {e}") from None
+        return load(cls, data, where)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -600,23 +516,23 @@ class CodecConfig:
         return cls.from_dict(data, where=str(path))
 
     def config_hash(self) -> str:
-        """A short stable hash of the architecture: what decides the codes and the audio. The name and the
-        quantizer's training-only settings (EMA decay, dead-code threshold, k-means init, unquantized rate,
-        level dropout, FSQ dither) are left out, so fine-tuning with other training settings keeps the hash."""
-        return self._hash(leave_out=_TRAINING_ONLY_QUANTIZER_FIELDS)
+        """A short stable hash of the architecture: what decides the codes and the audio (format
+        ``CONFIG_HASH_FORMAT``). It hashes the canonical form: the fields that differ from their defaults, as sorted
+        JSON with every number a float, without the fields marked ``NOT_HASHED`` (the name, the quantizer's
+        training-only settings). So a field added with a default that keeps the earlier behaviour leaves every
+        earlier config's hash as it was; changing a default changes hashes, and needs a new format."""
+        form = _numbers_as_floats(non_default(self, keep=lambda f: f.metadata.get("hashed", True)))
+        return hashlib.sha256(json.dumps(form, sort_keys=True).encode()).hexdigest()[:16]
 
-    def hash_matches(self, recorded: str | None) -> bool:
-        """Whether a hash recorded in a file (``.c12`` header, tokenized dataset metadata) names this
-        architecture: :meth:`config_hash`, or the hash earlier versions wrote, which still counted the
-        training-only settings — so files written then stay readable."""
-        return recorded in (self.config_hash(), self._hash(leave_out=()))
-
-    def _hash(self, leave_out: tuple[str, ...]) -> str:
-        data = self.to_dict()
-        data.pop("name", None)
-        for key in leave_out:
-            data["quantizer"].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    def hash_matches(self, recorded: str | None, hash_format: int) -> bool:
+        """Whether ``recorded``, a hash a file holds in ``hash_format`` (its ``config_hash_format``; 1 for files
+        without one), names this architecture. Format 1 is what codec12 wrote before the canonical form."""
+        if hash_format == CONFIG_HASH_FORMAT:
+            return recorded == self.config_hash()
+        if hash_format == 1:
+            return recorded in format1_hashes(non_default(self))
+        raise ValueError(f"config_hash_format {json_repr(hash_format)} is not supported (this codec12 reads "
+                         f"{', '.join(map(str, CONFIG_HASH_FORMATS))})")
 
     def replace(self, **changes) -> "CodecConfig":
         return dataclasses.replace(self, **changes)
@@ -628,29 +544,19 @@ class CodecConfig:
         return PRESETS[name]
 
 
-_NESTED = {
-    ("CodecConfig", "seanet"): SEANetConfig,
-    ("CodecConfig", "transformer"): TransformerConfig,
-    ("CodecConfig", "quantizer"): QuantizerConfig,
-    ("CodecConfig", "istft"): ISTFTDecoderConfig,
-    ("CodecConfig", "voxtral"): VoxtralConfig,
-}
+def _numbers_as_floats(x: Any) -> Any:
+    """Every number in ``x`` as a float (a float field may hold an integer: 60 and 60.0 are one config)."""
+    if isinstance(x, dict):
+        return {k: _numbers_as_floats(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_numbers_as_floats(v) for v in x]
+    return float(x) if isinstance(x, int) and not isinstance(x, bool) else x
+
 
 # CodecConfig fields that the Voxtral topology replaces, and their defaults.
 _NOT_VOXTRAL = ("seanet", "transformer", "downsample_stride", "depthwise_upsample", "istft")
 _DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
              for f in dataclasses.fields(CodecConfig) if f.name in _NOT_VOXTRAL}
-
-
-def _drop_inapplicable(data: dict[str, Any]) -> None:
-    """Leave out of ``CodecConfig.to_dict`` what does not describe the model: ``voxtral`` when unset (so configs
-    without it are written and hashed as before it existed), the blocks it replaces when set."""
-    if data["voxtral"] is None:
-        del data["voxtral"]
-    else:
-        for name in _NOT_VOXTRAL:
-            if name != "istft":  # to_dict drops an unset istft itself
-                del data[name]
 
 
 PRESETS: dict[str, CodecConfig] = {

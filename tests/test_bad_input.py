@@ -496,6 +496,8 @@ def test_two_partitionings_started_together_never_duplicate_rows(model_dir, tmp_
     ("set:num_codebooks=x", "num_codebooks must be int"),
     ("set:codebook_sizes=[]", "codebook_sizes must list num_codebooks"),
     ("set:latents=1", "latents must be bool"),
+    ("set:config_hash_format=7", "config_hash_format 7 is not supported"),
+    ("set:config_hash_format=true", "config_hash_format must be int"),
 ])
 def test_malformed_dataset_metadata_is_named(tokenized, model_dir, tmp_path, capsys, meta, match):
     data = tmp_path / "data"
@@ -571,7 +573,8 @@ def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
 
     codes = codec.encode(torch.from_numpy(speechlike(0.5, 16000).T.copy())[None])[0]
     bits = [bits_for(n) for n in codec.codebook_sizes]
-    header = {"model": "c12-tiny-16k", "config_hash": codec.config.config_hash(), "weights_hash": codec.weights_hash(),
+    header = {"model": "c12-tiny-16k", "config_hash": codec.config.config_hash(), "config_hash_format": 2,
+              "weights_hash": codec.weights_hash(),
               "sample_rate": 16000, "frame_rate": 12.5, "codebook_sizes": list(codec.codebook_sizes),
               "num_samples": 8000, "channels": 1, "num_codebooks": codes.shape[0], "num_frames": codes.shape[1],
               "code_bits": bits}
@@ -592,6 +595,8 @@ def _c12(tmp_path: Path, codec, name: str, **changes) -> Path:
     ({"codebook_sizes": [1024] * 3}, "codebook_sizes must be 4 integers"),
     ({"channels": 7}, "channels must be 1 or 2"),
     ({"frame_rate": float("nan")}, "frame_rate must be a number"),
+    ({"config_hash_format": 7}, r"config_hash_format 7 is not supported \(this codec12 reads 1, 2\)"),
+    ({"config_hash_format": "2"}, "config_hash_format must be an integer"),
     ({"num_frames": 5, "num_samples": 6000}, "truncated .c12 file"),
     ({"code_bits": [10] * 3}, "code_bits must be 4 integers in"),
     ({"code_bits": [17] * 4}, "code_bits must be 4 integers in"),

@@ -100,3 +100,26 @@ def test_unknown_version_is_refused(tmp_path):
     path.write_bytes(_HEAD.pack(MAGIC, 9, 2) + b"{}")
     with pytest.raises(ValueError, match=r"v9.c12: .c12 version 9 is not supported \(this codec12 reads versions 1, 2"):
         read_c12(path)
+
+
+def test_a_header_without_config_hash_format_holds_a_format_1_hash(codec, tmp_path, capsys):
+    new = tmp_path / "new.c12"
+    assert main(["encode", str(CLIP), str(new)]) == 0
+    codes, header = read_c12(new)
+    assert header["config_hash_format"] == 2 and header["config_hash"] == codec.config.config_hash()
+    header = {k: v for k, v in header.items() if k not in ("config_hash_format", "num_codebooks", "num_frames",
+                                                           "code_bits")}
+    # What codec12 wrote for the bundled model before the field (tests/test_config.py, FORMAT1).
+    format1 = "74e4dc92d1f5a9ef"
+    cases = {"old": {"config_hash": format1}, "mislabelled": {"config_hash": format1, "config_hash_format": 2},
+             "future": {"config_hash_format": 3}}
+    for name, changes in cases.items():
+        write_c12(tmp_path / f"{name}.c12", codes, {**header, **changes})
+    capsys.readouterr()
+    for name in ("new", "old"):
+        assert main(["decode", str(tmp_path / f"{name}.c12"), str(tmp_path / f"{name}.wav")]) == 0
+    assert np.array_equal(sf.read(tmp_path / "new.wav")[0], sf.read(tmp_path / "old.wav")[0])
+    assert main(["decode", str(tmp_path / "mislabelled.c12"), str(tmp_path / "x.wav")]) == 1
+    assert "which is not the model" in capsys.readouterr().err
+    assert main(["decode", str(tmp_path / "future.c12"), str(tmp_path / "x.wav")]) == 1
+    assert "config_hash_format 3 is not supported (this codec12 reads 1, 2)" in capsys.readouterr().err

@@ -169,7 +169,7 @@ def test_teacher_is_frozen_and_never_saved(teacher_dirs):
 
 def _encoder_side(codec, wav):
     """What a distiller reads of ``codec(wav)``, without running the decoder (it is not in the loss graph)."""
-    return SimpleNamespace(semantic=codec.quantizer(codec._latents(wav)).semantic)
+    return SimpleNamespace(semantic=codec.quantizer(codec.encode_latents_side(wav)).semantic)
 
 
 def test_distillation_loss_decreases(teacher_dirs):

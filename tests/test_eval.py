@@ -29,7 +29,7 @@ from codec12.eval import (
     estimate_delay,
     evaluate,
     make_baseline,
-    read_manifest,
+    read_transcripts,
     si_sdr,
 )
 from codec12.eval.harness import equal_bitrate, spread, summarize
@@ -339,12 +339,15 @@ def test_spectrogram_panels_share_a_fixed_db_scale_with_a_colour_bar(close_figur
     assert list(images[0].get_extent()) == [0.0, 1.0, 0.0, 8.0]
 
 
-def test_read_manifest(tmp_path):
+def test_read_transcripts(tmp_path):
     (tmp_path / "m.tsv").write_text("file\ttext\na.wav\thello world\nsub/b\tgood bye\n")
-    assert read_manifest(tmp_path / "m.tsv") == {"a.wav": "hello world", "sub/b": "good bye"}
+    assert read_transcripts(tmp_path / "m.tsv", tmp_path) == {"a.wav": "hello world", "sub/b": "good bye"}
+    # paths are relative to the data directory, wherever the manifest is; ids stand in for a path column
+    (tmp_path / "m.txt").write_text("id,transcript\nsub/b,good bye\n")
+    assert read_transcripts(tmp_path / "m.txt", tmp_path / "data") == {"sub/b": "good bye"}
     (tmp_path / "m.csv").write_text("path,speaker\na.wav,x\n")
     with pytest.raises(ValueError, match="transcript"):
-        read_manifest(tmp_path / "m.csv")
+        read_transcripts(tmp_path / "m.csv", tmp_path)
 
 
 def test_opus_payload_excludes_ogg_container():

@@ -19,6 +19,7 @@ from codec12.convert import (
     mimi_from_pretrained,
     save_mimi,
 )
+from codec12.quantizers import vq_layout
 
 transformers = pytest.importorskip("transformers")
 
@@ -195,9 +196,9 @@ def test_hub_layout_names(mimi):
 def test_converted_codebooks_keep_the_ema_statistics(mimi):
     model, codec = mimi[0], mimi[2]
     cb = model.quantizer.acoustic_residual_vector_quantizer.layers[2].codebook
-    ours = codec.quantizer.acoustic.layers[2]._codebook
-    assert torch.equal(ours.embed_avg[0], cb.embed_sum) and torch.equal(ours.cluster_size[0], cb.cluster_usage)
-    assert torch.equal(ours.embed[0], cb.embed_sum / cb.cluster_usage.clamp(min=1e-5)[:, None])
+    ours = vq_layout.read_layer(codec.quantizer.acoustic.layers[2])
+    assert torch.equal(ours.ema_sum, cb.embed_sum) and torch.equal(ours.ema_count, cb.cluster_usage)
+    assert torch.equal(ours.entries, cb.embed_sum / cb.cluster_usage.clamp(min=1e-5)[:, None])
 
 
 def test_hub_id_goes_through_huggingface_hub(mimi, monkeypatch):

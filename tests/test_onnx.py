@@ -3,20 +3,26 @@ imports without torch, and bad inputs raise clear errors."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import hashlib
+import io
 import json
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import distinct_codes, speechlike, tiny_codec
+from conftest import distinct_codes, speechlike, spread_quantizer, tiny_codec, tiny_config
 
 from codec12 import Codec, CodecConfig
 from codec12.cli import main
 from codec12.export import OnnxCodec, export_onnx
-from codec12.export.onnx import GRAPH_NAMES, SIDECAR_NAME, OnnxExport
+from codec12.export.onnx import EXTERNAL_MIN_BYTES, GRAPH_NAMES, SIDECAR_NAME, WEIGHTS_ALIGNMENT, OnnxExport
 
 # The three preset topologies at tiny width, plus FSQ on a shared latent (slow tier: export is seconds each).
 TOPOLOGIES = {
@@ -50,9 +56,13 @@ def exported(request, tmp_path_factory):
         (out / "old.txt").write_text("x")
         assert main(["export", "onnx", str(root / "model"), str(out)]) == 1  # non-empty: refused without -f
         assert sorted(p.name for p in out.iterdir()) == ["old.txt"]
-        assert main(["export", "onnx", str(root / "model"), str(out), "-f"]) == 0
-        result = OnnxExport(out, {name: out / f"{name}.onnx" for name in GRAPH_NAMES},
-                            json.loads((out / SIDECAR_NAME).read_text()))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main(["export", "onnx", str(root / "model"), str(out), "-f", "-q"]) == 0
+        assert printed.getvalue() == ""
+        sidecar = json.loads((out / SIDECAR_NAME).read_text())
+        result = OnnxExport(out, {name: out / f"{name}.onnx" for name in GRAPH_NAMES}, out / sidecar["weights"]["file"],
+                            sidecar)
     else:
         result = export_onnx(codec, out)
     # One intra-op thread: the test machine's two cores are shared, and spinning worker threads only slow it.
@@ -249,6 +259,139 @@ def test_cli_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("codec12 export: error:") and "missing" in err
     assert not (tmp_path / "o2").exists()
+
+
+def _external_tensors(directory: Path) -> list[tuple[str, str, int, int]]:
+    """(graph, location, offset, length) of every tensor the graphs in ``directory`` keep in external data; also
+    checks that no tensor of EXTERNAL_MIN_BYTES or more stayed inside a graph."""
+    sidecar = json.loads((directory / SIDECAR_NAME).read_text())
+    out = []
+    for name, graph in sidecar["graphs"].items():
+        model = onnx.load(str(directory / graph["file"]), load_external_data=False)
+        inline = [t for t in model.graph.initializer if t.data_location != onnx.TensorProto.EXTERNAL]
+        inline += [a.t for n in model.graph.node if n.op_type == "Constant" for a in n.attribute if a.t.raw_data]
+        assert max(len(t.raw_data) for t in inline) < EXTERNAL_MIN_BYTES, name
+        for tensor in model.graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                info = {e.key: e.value for e in tensor.external_data}
+                out.append((name, info["location"], int(info["offset"]), int(info["length"])))
+    return out
+
+
+def test_weights_file_holds_each_tensor_once(exported):
+    _, _, result = exported
+    tensors = _external_tensors(result.directory)
+    assert {location for _, location, _, _ in tensors} == {result.weights.name}
+    assert result.sidecar["weights"]["file"] == result.weights.name
+    assert {graph for graph, _, _, _ in tensors} == set(result.files)  # every graph reads the shared file
+    data = result.weights.read_bytes()
+    assert len(data) == result.sidecar["weights"]["bytes"]
+    places = sorted({(offset, length) for _, _, offset, length in tensors})
+    contents = [hashlib.sha256(data[offset:offset + length]).hexdigest() for offset, length in places]
+    assert len(set(contents)) == len(contents)  # no content written twice
+    assert all(offset % WEIGHTS_ALIGNMENT == 0 for offset, _ in places)
+    assert all(a + n <= b for (a, n), (b, _) in zip(places, places[1:]))  # no overlaps
+    assert len(data) == places[-1][0] + places[-1][1] <= sum(n for _, n in places) + WEIGHTS_ALIGNMENT * len(places)
+    # Shared: the encoder's weights by its two graphs, the decoder's by the four decoder graphs, the semantic
+    # codebook by the graphs that encode or decode codes.
+    users: dict[tuple[int, int], set[str]] = {}
+    for graph, _, offset, length in tensors:
+        users.setdefault((offset, length), set()).add(graph)
+    shared = {frozenset(u) for u in users.values()}
+    assert {frozenset({"encoder", "encoder_step"}), frozenset({"encoder", "encoder_step", "decoder", "decoder_step"}),
+            frozenset({"decoder", "decoder_step", "decoder_latents", "decoder_latents_step"})} <= shared
+    assert len(tensors) > 2 * len(places)
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A small codec whose weights outweigh its graphs' structure (3.7 M parameters, 15 MB), exported through the
+    command line over a previous export: (codec, export directory, what the command printed)."""
+    cfg = tiny_config()
+    cfg = cfg.replace(name="tiny-wide", latent_dim=256, seanet=dataclasses.replace(cfg.seanet, dimension=256),
+                      transformer=dataclasses.replace(cfg.transformer, d_model=256, num_heads=4, dim_feedforward=1024))
+    torch.manual_seed(0)
+    codec = Codec.from_config(cfg).eval()
+    spread_quantizer(codec)
+    root = tmp_path_factory.mktemp("wide")
+    codec.save_pretrained(root / "model")
+    out = root / "onnx"
+    out.mkdir()  # a previous export's weights and sidecar, and a file of someone else's
+    (out / "weights-0123456789abcdef.onnx_data").write_bytes(b"old")
+    (out / SIDECAR_NAME).write_text(json.dumps({"weights": {"file": "weights-0123456789abcdef.onnx_data"}}))
+    (out / "notes.txt").write_text("keep")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["export", "onnx", str(root / "model"), str(out), "-f"]) == 0
+    return codec, out, printed.getvalue()
+
+
+def test_cli_prints_each_graph_and_the_total_size(wide):
+    _, out, printed = wide
+    lines = printed.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == [f"{name}.onnx" for name in GRAPH_NAMES]
+    assert all(float(line.split(": ")[1].removesuffix(" s")) > 0 for line in lines[:-1])
+    total = sum(p.stat().st_size for p in out.iterdir() if p.name != "notes.txt")
+    assert lines[-1].endswith(f"{total / 1e6:.1f} MB in all"), lines[-1]
+
+
+def test_overwriting_an_export_replaces_its_weights_file(wide):
+    _, out, _ = wide
+    sidecar = json.loads((out / SIDECAR_NAME).read_text())
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{name}.onnx" for name in GRAPH_NAMES] + [sidecar["weights"]["file"], SIDECAR_NAME, "notes.txt"])
+
+
+def test_export_size_is_the_weights_once(wide):
+    """Every graph used to carry its own copy of its side's weights (3x the parameters here); now the directory is
+    the parameters once plus the graphs' structure (measured: weights file 0.999x, everything 1.065x)."""
+    codec, out, _ = wide
+    params = sum(p.numel() * p.element_size() for p in codec.folded().parameters())
+    assert params > 14e6
+    sidecar = json.loads((out / SIDECAR_NAME).read_text())
+    assert sidecar["weights"]["bytes"] < 1.02 * params
+    assert sum(p.stat().st_size for p in out.iterdir() if p.name != "notes.txt") < 1.1 * params
+    oc = OnnxCodec(out, num_threads=1)  # and the graphs run
+    wav = _audio(codec, 0.5, batch=1)[..., : 6 * codec.frame_size]
+    codes = oc.encode(wav)
+    np.testing.assert_array_equal(codes, codec.encode(_torch(wav)).numpy())
+    assert np.abs(oc.decode(codes) - codec.decode(_torch(codes)).numpy()).max() < 1e-4
+    with oc.streaming(batch_size=1):
+        np.testing.assert_array_equal(np.concatenate([oc.encode(c) for c in np.split(wav, 3, axis=-1)], -1), codes)
+
+
+def test_reads_format_1_exports_and_refuses_unknown_formats(wide, tmp_path):
+    codec, out, _ = wide
+    old = tmp_path / "v1"
+    old.mkdir()
+    for path in out.glob("*.onnx"):  # format 1: each graph holds its own weights
+        onnx.save_model(onnx.load(str(path)), str(old / path.name))
+    sidecar = json.loads((out / SIDECAR_NAME).read_text())
+    del sidecar["weights"]
+    (old / SIDECAR_NAME).write_text(json.dumps({**sidecar, "format_version": 1}))
+    v1, oc = OnnxCodec(old, num_threads=1), OnnxCodec(out, num_threads=1)
+    wav = _audio(codec, 0.5, batch=1)
+    codes = oc.encode(wav)
+    assert min(distinct_codes(codes)) >= 3
+    np.testing.assert_array_equal(v1.encode(wav), codes)
+    np.testing.assert_array_equal(v1.decode(codes), oc.decode(codes))
+    (old / SIDECAR_NAME).write_text(json.dumps({**sidecar, "format_version": 3}))
+    with pytest.raises(ValueError, match="format_version 3 is not supported.*export the model again"):
+        OnnxCodec(old)
+
+
+def test_a_missing_or_cut_weights_file_is_named(wide, tmp_path):
+    _, out, _ = wide
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    name = json.loads((out / SIDECAR_NAME).read_text())["weights"]["file"]
+    weights = copy / name
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=rf"{name}: .* bytes, but codec12_onnx.json says"):
+        OnnxCodec(copy)
+    weights.unlink()
+    with pytest.raises(ValueError, match=rf"{name}: missing"):
+        OnnxCodec(copy)
 
 
 # ---- full-size presets (random weights), real-length audio

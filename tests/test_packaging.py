@@ -48,7 +48,7 @@ def test_installed_wheel_finds_recipes_by_name_without_the_source_tree(wheel, tm
     code = ("import codec12.train.recipe as r; from codec12.train import load_recipe; "
             "print(r.RECIPES_DIR); a = load_recipe('tiny-16k-cpu'); b = load_recipe('mine.json'); "
             "c = load_recipe('tiny-16k-cpu-phonetic'); "
-            "print(a.train.steps, b.train.steps, b.data.batch_size, c.distill['teacher'])")
+            "print(a.train.steps, b.train.steps, b.data.batch_size, c.distill.teacher)")
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

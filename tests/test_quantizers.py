@@ -1,8 +1,15 @@
+from pathlib import Path
+
 import pytest
 import torch
+from vector_quantize_pytorch import FSQ
 
-from codec12 import QuantizerConfig
+from codec12 import Codec, QuantizerConfig, load_audio
 from codec12.quantizers import ResidualVQ, ScalarQuantizer, SplitQuantizer
+from codec12.quantizers.fsq import BOUND_MARGIN
+from codec12.quantizers.vq import nearest_entry
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def fit_codebooks(rvq: ResidualVQ, x: torch.Tensor) -> None:
@@ -47,6 +54,77 @@ def test_rvq_codes_match_library_nearest_neighbour():
         residual = residual - quantized
 
 
+@pytest.mark.parametrize("rows, entries", [(40, 64), (3, 1024), (500, 32)])
+def test_nearest_entry_is_torch_cdist_bit_for_bit(rows, entries):
+    """The traced nearest-entry search computes torch.cdist's distances exactly (what inference used before it was
+    written out for export), so no code moves by a rounding difference: checked on points almost halfway between
+    two entries, where another arithmetic of the same distance picks the other entry now and then."""
+    g = torch.Generator().manual_seed(rows)
+    table = torch.randn(entries, 8, generator=g)
+    pairs = torch.randint(0, entries, (2, 2 * rows), generator=g)
+    halfway = (table[pairs[0]] + table[pairs[1]]) / 2 + 1e-6 * torch.randn(2 * rows, 8, generator=g)
+    x = torch.cat([torch.randn(2 * rows, 8, generator=g), halfway]).reshape(4, rows, 8)
+    reference = torch.cdist(x.reshape(1, -1, 8), table[None])[0].argmin(-1).view(4, rows)
+    assert torch.equal(nearest_entry(x, table), reference)
+    tied = torch.cat([table, table])  # every entry twice: ties go to the first copy
+    assert torch.equal(nearest_entry(x, tied), reference)
+
+
+def test_rvq_code_equal_to_codebook_size_adds_nothing():
+    torch.manual_seed(0)
+    rvq = ResidualVQ(dim=12, codebook_dim=6, codebook_size=32, num_levels=3).eval()
+    codes = torch.randint(0, 32, (2, 3, 5))
+    padded = codes.clone()
+    padded[:, 2] = 32
+    assert torch.equal(rvq.decode(padded), rvq.decode(codes[:, :2]))
+    padded[:, 1:] = 32
+    assert torch.equal(rvq.decode(padded), rvq.decode(codes[:, :1]))
+    assert not torch.allclose(rvq.decode(codes), rvq.decode(codes[:, :2]))
+
+
+@pytest.mark.parametrize("levels", [3, 5, 7, 13, 21])
+def test_fsq_codes_and_values_are_the_librarys(levels):
+    """ScalarQuantizer.encode/decode (written out to trace) against vector-quantize-pytorch's own FSQ, on a dense
+    sweep and on the 129 float32 neighbours of each level's edge: a drift of the bound (its margin; its scale in
+    float64 instead of the library's float32, one ulp apart for 7 and 13 levels) moves codes there."""
+    dims = 4
+    ours = ScalarQuantizer(dim=dims, num_dims=dims, levels=levels, dither=(1.0, 0.0, 0.0)).eval()
+    library = FSQ(levels=[levels], num_codebooks=dims, dim=dims).eval()
+    edges = torch.atanh((torch.arange(levels - 1, dtype=torch.float64) - levels // 2 + 0.5) / ours.half_range).float()
+    ulp = torch.nextafter(edges.abs(), torch.tensor(float("inf"))) - edges.abs()
+    near = (edges[:, None] + torch.arange(-64, 65) * ulp[:, None]).flatten()
+    near = torch.cat([near, near[: -near.numel() % dims or None].new_zeros(-near.numel() % dims)])
+    z = torch.cat([torch.linspace(-4, 4, 2 ** 16), near]).reshape(1, dims, -1)  # [B, D, T]
+    for x in (z, z.double()):  # the library rounds float64 input in float64, so does encode
+        values, indices = library(x.transpose(1, 2))
+        codes = ours.encode(x, dims)
+        assert torch.equal(codes, indices.transpose(1, 2).long())
+        assert torch.equal(ours.decode(codes), values.transpose(1, 2).float())
+        assert sorted(codes.unique().tolist()) == list(range(levels))
+
+
+def test_bundled_model_codes_are_the_librarys():
+    """Every code of the shipped model on real speech, level by level, is what vector-quantize-pytorch's own
+    quantizers (their eval forward) pick, and what torch.cdist picks."""
+    codec = Codec.from_pretrained("c12-tiny-16k")
+    wav = load_audio(ROOT / "examples" / "hibari_en.flac", codec.sample_rate)[None, :, : 6 * codec.sample_rate]
+    codes, latents = codec.encode_with_latents(wav)
+    q = codec.quantizer
+    assert q.config.layout == "shared" and q.config.acoustic == "rvq"
+    row = 0
+    with torch.no_grad():
+        for branch in (q.semantic, q.acoustic):
+            residual = branch.input_proj(latents)
+            for level, layer in enumerate(branch.layers):
+                quantized, indices, _ = layer(residual)
+                nearest = torch.cdist(residual.transpose(1, 2), branch.codebook(level)[None]).argmin(-1)
+                assert torch.equal(codes[:, row], indices) and torch.equal(codes[:, row], nearest), row
+                assert len(indices.unique()) >= 20, row  # real codes, many of them
+                residual = residual - quantized
+                row += 1
+    assert row == codec.num_codebooks
+
+
 def test_rvq_training_updates_ema_codebooks_and_returns_commitment():
     torch.manual_seed(0)
     rvq = ResidualVQ(dim=16, codebook_dim=8, codebook_size=32, num_levels=2).train()
@@ -64,11 +142,11 @@ def test_fsq_rows_levels_and_round_trip():
     codes = torch.randint(0, 21, (2, 36, 7))
     values = fsq.decode(codes)
     assert values.min() >= -1 and values.max() <= 1
-    assert torch.equal(fsq.encode(torch.atanh(values.clamp(-0.999, 0.999) / (1 + 1e-3)), 36), codes)
+    assert torch.equal(fsq.encode(torch.atanh(values.clamp(-0.999, 0.999) / (1 + BOUND_MARGIN)), 36), codes)
     x = torch.randn(3, 36, 5) * 3
     c = fsq.encode(x, 36)
     assert c.min() >= 0 and c.max() <= 20
-    assert torch.equal(fsq.encode(fsq.decode(c).atanh().mul(1 / (1 + 1e-3)), 36), c)
+    assert torch.equal(fsq.encode(fsq.decode(c).atanh().mul(1 / (1 + BOUND_MARGIN)), 36), c)
 
 
 def test_fsq_fewer_rows_decode_as_centre():

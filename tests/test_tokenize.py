@@ -22,7 +22,8 @@ from codec12 import load_audio
 from codec12.cli import main
 from codec12.data.blocks import iter_audio_blocks
 from codec12.data.dataset_format import META_NAME, completed_ids, failed_ids, read_meta, read_tokenized, shard_paths
-from codec12.data.inputs import AudioInput, discover_inputs, partition, read_manifest
+from codec12.data.inputs import discover_inputs, partition
+from codec12.data.manifest import ManifestRow, read_manifest
 from codec12.data.tokenize import TokenizeOptions, progress_postfix, tokenize_dataset
 from tests.conftest import distinct_codes, speechlike, tiny_codec
 
@@ -185,7 +186,7 @@ def test_long_file_streaming_equals_offline(codec, tmp_path):
     """The chunked path gives the offline codes for a 16 kHz file (no resampling) with a chunk that does not
     divide it; the fixture run covers a resampled one (long.flac)."""
     sf.write(str(tmp_path / "long16k.wav"), speechlike(1.85, 16000, seed=3), 16000)
-    inputs = [AudioInput(id="long16k", path=str(tmp_path / "long16k.wav"))]
+    inputs = [ManifestRow(id="long16k", path=str(tmp_path / "long16k.wav"))]
     out = tmp_path / "out"
     opts = TokenizeOptions(long_file_seconds=1.0, chunk_seconds=0.35, latents=True, progress=False)
     summary = tokenize_dataset(inputs, out, codec, opts)
@@ -260,7 +261,7 @@ def test_missing_manifest_entries_are_recorded(dataset, model_dir, tmp_path):
 
 
 def test_partition_disjoint_and_complete():
-    inputs = [AudioInput(id=f"spk{i % 7}/utt{i}", path=f"/x/{i}.wav") for i in range(1000)]
+    inputs = [ManifestRow(id=f"spk{i % 7}/utt{i}", path=f"/x/{i}.wav") for i in range(1000)]
     for n in (1, 2, 3, 8):
         parts = [partition(inputs, n, i) for i in range(n)]
         ids = [x.id for p in parts for x in p]
@@ -440,20 +441,30 @@ def test_a_partition_is_written_by_one_process_at_a_time(tmp_path):
 
 def test_a_dataset_recorded_with_the_earlier_config_hash_still_resumes_and_decodes(tokenized, dataset, model_dir,
                                                                                    codec, tmp_path, capsys):
-    import hashlib
     import shutil
+
+    from codec12._dataclass_io import non_default
+    from codec12._hash_format1 import format1_hashes
+    from codec12.data.detokenize import detokenize_dataset
 
     old = tmp_path / "old"
     shutil.copytree(tokenized, old)
     meta = json.loads((old / META_NAME).read_text())
-    data = codec.config.to_dict()
-    data.pop("name", None)  # how earlier versions hashed: training-only quantizer settings included
-    legacy = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert meta["config_hash_format"] == 2
+    # As datasets made before config_hash_format hold it: a format-1 hash (this one counts the training-only
+    # quantizer settings, as the first versions did), no config_hash_format.
+    legacy = format1_hashes(non_default(codec.config))[1]
     assert legacy != meta["config_hash"]
+    del meta["config_hash_format"]
+    (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy}))
+    (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy, "config_hash_format": 2}))
+    with pytest.raises(ValueError, match="tokenized with model"):  # read as a format-2 hash, it names no model
+        detokenize_dataset(old, tmp_path / "refused", codec, progress=False)
     (old / META_NAME).write_text(json.dumps({**meta, "config_hash": legacy}))
     assert main(["tokenize", str(dataset), "--out", str(old), "--model", str(model_dir), "--latents", "--quiet",
                  "--workers", "0", "--device", "cpu", *LONG_ARGS]) == 0
     assert "0 ok, 0 failed, 11 skipped" in capsys.readouterr().err
+    assert "config_hash_format" not in read_meta(old)  # the dataset keeps the hash it was made with
     assert main(["detokenize", str(old), "--out", str(tmp_path / "wavs"), "--quiet", "--device", "cpu"]) == 0
     assert len(list((tmp_path / "wavs").rglob("*.wav"))) == len(GOOD)
 

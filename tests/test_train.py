@@ -22,6 +22,7 @@ from codec12 import Codec, CodecConfig
 from codec12.cli import main as cli_main
 from codec12.decoder import ISTFTDecoder
 from codec12.decoder.istft import StreamingISTFT
+from codec12.distill.phonetic import PhoneticDistillConfig
 from codec12.losses import (
     AdversarialLoss,
     Balancer,
@@ -36,6 +37,7 @@ from codec12.losses import (
     discriminator_loss,
     generator_loss,
 )
+from codec12.quantizers import vq_layout
 from codec12.train import NonFiniteError, Recipe, load_recipe, run
 from codec12.train.data import AudioCrops, DrawSampler, normalize_loudness, read_items, split_items
 from codec12.train.recipe import CODEC_PARTS
@@ -138,7 +140,7 @@ def fake_builder(nan_at=()):
 
 def with_fake_distill(recipe: Recipe, weight: float = 1.0) -> Recipe:
     data = recipe.to_dict()
-    data["distill"] = {"fake": True}
+    data["distill"] = {"teacher": "phonetic", "weight_name": "distill_fake"}  # built by fake_builder
     data["losses"]["weights"]["distill_fake"] = weight
     return Recipe.from_dict(data)
 
@@ -338,15 +340,15 @@ def test_recipes_state_only_differences_and_load(tmp_path):
     assert {k for k, v in mimi.losses.weights.items() if v} == {"commitment", "adv_msstft", "feat_msstft",
                                                                "distill_cosine"}
     assert mimi.model.codec_config().quantizer.unquantized_rate == 0.5
-    assert mimi.distill["teacher"] == "ssl" and "wavlm-large" in mimi.distill["model"]
+    assert mimi.distill.teacher == "ssl" and "wavlm-large" in mimi.distill.model
     fsq = load_recipe(RECIPES / "fsq-24k.json")
-    sched = fsq.losses.weight_schedules()
+    sched = fsq.losses.schedules
     assert sched["l1"](1.0, 0) == 1.0 and sched["l1"](1.0, 10**6) == 0.0
     assert len(fsq.discriminators.msstft_n_ffts) == 8 and fsq.losses.weights["commitment"] == 0.1
     # The bundled model's second phase: the first phase's recipe plus the phonetic teacher, from its run.
     assert json.loads((RECIPES / "tiny-16k-cpu-phonetic.json").read_text())["base"] == "tiny-16k-cpu.json"
     phonetic = load_recipe(RECIPES / "tiny-16k-cpu-phonetic.json")
-    assert phonetic.distill == {"teacher": "phonetic"} and phonetic.losses.weights["distill_ctc"] == 0.1
+    assert phonetic.distill == PhoneticDistillConfig() and phonetic.losses.weights["distill_ctc"] == 0.1
     assert phonetic.model.init == "runs/tiny16k" and phonetic.data.crop_frames == 40
     assert phonetic.data.train == load_recipe(RECIPES / "tiny-16k-cpu.json").data.train
 
@@ -425,6 +427,7 @@ def test_two_step_smoke_run_of_each_recipe(name, audio_dir, tmp_path):
         weights = {k: v for k, v in recipe.losses.weights.items() if not k.startswith("distill_")}
         data = recipe.to_dict()
         data["losses"]["weights"] = {**weights, "distill_fake": 1.0}
+        data["distill"]["weight_name"] = "distill_fake"
         recipe = Recipe.from_dict(data)
     result = run(recipe, tmp_path / "run", build_distiller=builder, progress=False)
     assert result.step == 2 and result.skipped_steps == []
@@ -512,7 +515,7 @@ def test_head_lr_moves_the_distillation_head_at_its_own_rate(audio_dir, tmp_path
         model_end = load_file(str(result.checkpoint / "model.safetensors"))
         # Trained weights only: the codebooks follow their EMA whatever the learning rate.
         codec_change = max((model_end[k] - model_start[k]).abs().max().item() for k in model_start
-                           if "_codebook." not in k)
+                           if not vq_layout.is_codebook_key(k))
         return (end - start).abs().max().item(), codec_change
 
     head, codec = head_change(1e-2, tmp_path / "fast")
@@ -922,26 +925,61 @@ def test_harmonic_decoder_learns_f0_from_the_pitch_teacher(tmp_path):
 
 def test_a_zero_weight_needs_no_such_loss(audio_dir):
     """``--set distill=null --set losses.weights.distill_cosine=0``: a weight of 0 means "not in the objective",
-    so a loss the run does not compute may keep one; a non-zero weight, or a schedule, still needs the loss."""
-    from codec12.train.losses import TrainingLosses
-
+    so a loss the run does not compute may keep one; a non-zero weight, or a schedule, still needs the loss. Checked
+    when the recipe loads."""
     base = tiny_recipe("mimi-24k", audio_dir)
     data = base.to_dict()
     data["distill"] = None
     data["losses"]["weights"]["distill_cosine"] = 0.0
-    computed = {name: torch.tensor(1.0) for name, w in data["losses"]["weights"].items() if name != "distill_cosine"}
-
-    def check(recipe):
-        TrainingLosses(recipe, recipe.model.codec_config(), torch.device("cpu"))._check_names(computed)
-
-    check(Recipe.from_dict(data))
+    Recipe.from_dict(data)
     data["losses"]["weights"]["distill_cosine"] = 0.5
     with pytest.raises(ValueError, match=r"losses.weights names \['distill_cosine'\], but this run computes no such"):
-        check(Recipe.from_dict(data))
+        Recipe.from_dict(data)
     data["losses"]["weights"]["distill_cosine"] = 0.0
     data["losses"]["schedules"] = {"distill_cosine": {"end_weight": 1.0, "steps": 10}}
     with pytest.raises(ValueError, match=r"losses.weights names \['distill_cosine'\]"):
-        check(Recipe.from_dict(data))
+        Recipe.from_dict(data)
     # The same from the command line's --set strings.
     recipe = load_recipe(RECIPES / "mimi-24k.json", ["distill=null", "losses.weights.distill_cosine=0"])
     assert recipe.distill is None and recipe.losses.weights["distill_cosine"] == 0
+    with pytest.raises(ValueError, match="but this run computes no such loss"):
+        load_recipe(RECIPES / "mimi-24k.json", ["distill=null"])
+
+
+def test_loss_names_are_checked_when_the_recipe_loads(tmp_path):
+    """A loss name no run computes is refused before anything is built, whatever its weight; so is a distill
+    section whose loss has no weight."""
+    with pytest.raises(ValueError, match=r"tiny-16k-cpu.json: losses.weights names \['mell'\], which no run computes"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["losses.weights.mell=0"])
+    bad = tmp_path / "typo.json"
+    bad.write_text(json.dumps({"base": "tiny-16k-cpu.json", "losses": {"weights": {"stfft": 1.0}}}))
+    with pytest.raises(ValueError, match=r"typo.json: losses.weights names \['stfft'\]"):
+        load_recipe(bad)
+    with pytest.raises(ValueError, match=r"losses.schedules names \['mel2'\], which have no entry"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ['losses.schedules.mel2={"end_weight": 0}'])
+    with pytest.raises(ValueError, match=r"no weight for 'distill_ctc', the loss of the distill section"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["distill.teacher=phonetic"])
+    # A teacher's own loss name: the weight follows it.
+    recipe = load_recipe(RECIPES / "tiny-16k-cpu.json", ["distill.teacher=phonetic", "distill.weight_name=ctc",
+                                                         "losses.weights.ctc=0.5"])
+    assert recipe.distill == PhoneticDistillConfig(weight_name="ctc") and recipe.losses.weights["ctc"] == 0.5
+    with pytest.raises(ValueError, match=r"names \['ctc'\], which no run computes"):
+        load_recipe(RECIPES / "tiny-16k-cpu.json", ["losses.weights.ctc=0.5"])
+
+@pytest.mark.parametrize("recipe, match", [
+    ({"data": {"batch_size": "8"}}, r'data.batch_size must be an integer, got string "8"'),
+    ({"losses": {"weights": {"mel": True}}}, "losses.weights.mel must be a finite number, got true"),
+    ({"losses": {"schedules": {"mel": {"stepz": 3}}}}, r"losses.schedules.mel: unknown keys \['stepz'\]"),
+    ({"optim": {"schedule": "step"}}, r"optim.schedule must be one of \['cosine', 'linear', 'constant'\]"),
+    ({"optim": {"betas": [0.9]}}, "optim.betas must be a list of 2 finite numbers"),
+    ({"distill": {"teacher": "ssl", "model": "x/y", "layers": 3}}, r"distill: unknown keys \['layers'\]"),
+    ({"distill": {"teacher": "whisper"}}, r"distill.teacher must be one of \['asr', 'phonetic', 'ssl'\]"),
+    ({"distill": {"teacher": "ssl"}}, "distill.model is required"),
+    ({"distill": {"teacher": "phonetic", "hidden": 2.5}}, "distill.hidden must be an integer, got 2.5"),
+    ({"distill": "phonetic"}, 'distill must be an object or null, got string "phonetic"'),
+])
+def test_recipe_values_are_checked_against_their_types(tmp_path, recipe, match):
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"base": "tiny-16k-cpu.json", **recipe}))
+    with pytest.raises(ValueError, match=rf"mine.json: {match}"):
+        load_recipe(path)

@@ -112,7 +112,7 @@ def test_recipe_is_the_release_behind_a_new_encoder():
     recipe = load_recipe(RECIPE)
     assert recipe.model.preset == "c12-voxtral-24k"
     assert set(recipe.model.freeze) == set(FROZEN) and set(recipe.model.init_fresh) == set(ENCODER)
-    assert recipe.distill["teacher"] == "asr" and recipe.losses.weights["distill_asr"] > 0
+    assert recipe.distill.teacher == "asr" and recipe.losses.weights["distill_asr"] > 0
     assert recipe.model.codec_config().has_encoder
 
 

@@ -15,8 +15,9 @@ key layouts are read:
 
 Codebooks: Mimi stores EMA statistics ``embed_sum`` [N, D] and ``cluster_usage`` [N] and looks up
 ``embed_sum / cluster_usage.clamp(min=1e-5)``. codec12's vector-quantize-pytorch codebooks keep the same two
-statistics (``embed_avg``, ``cluster_size``) plus the normalized ``embed`` used at inference, which is computed
-here with Mimi's formula, so codes are identical and EMA fine-tuning continues from Mimi's statistics.
+statistics plus the normalized entries used at inference (:class:`codec12.quantizers.vq_layout.Codebook`, saved
+under the library's names), which are computed here with Mimi's formula, so codes are identical and EMA
+fine-tuning continues from Mimi's statistics.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from codec12.codec import Codec, check_weights_fit, meta_codec
 from codec12.config import CodecConfig, QuantizerConfig, SEANetConfig, TransformerConfig
 from codec12.nn.conv import StreamingConvTranspose1d
 from codec12.nn.transformer import Attention
+from codec12.quantizers import vq_layout
 from codec12.weights import few, load_state_dict_strict
 
 EPSILON = 1e-5  # Mimi's codebook epsilon: embed = embed_sum / cluster_usage.clamp(min=EPSILON)
@@ -193,7 +195,8 @@ _NESTED_ALIASES = (("encoder.encoder_seanet.", "encoder."), ("encoder.encoder_tr
 _MOSHI_TRANSFORMER = (("input_layernorm", "norm1"), ("post_attention_layernorm", "norm2"),
                       ("mlp.fc1", "linear1"), ("mlp.fc2", "linear2"), ("self_attn.o_proj", "self_attn.out_proj"),
                       ("self_attn_layer_scale", "layer_scale_1"), ("mlp_layer_scale", "layer_scale_2"))
-# Names the moshi package itself accepts for the same tensors (its load-state-dict hooks).
+# Names the moshi package itself accepts for the same tensors (its load-state-dict hooks; moshi's own
+# ``_codebook`` modules, not vector-quantize-pytorch's).
 _MOSHI_ALIASES = ((".self_attn.in_projs.0.weight", ".self_attn.in_proj_weight"),
                   (".self_attn.in_proj.weight", ".self_attn.in_proj_weight"),
                   (".self_attn.out_projs.0.weight", ".self_attn.out_proj.weight"),
@@ -274,8 +277,7 @@ def _structure(codec) -> tuple[frozenset[str], list[str], list[str]]:
     """(transposed conv owners, attention module prefixes, codebook-layer prefixes) of a codec12 model."""
     transposed = frozenset(n for n, m in codec.named_modules() if isinstance(m, StreamingConvTranspose1d))
     attention = [n for n, m in codec.named_modules() if isinstance(m, Attention)]
-    codebooks = sorted({k[: -len("._codebook.embed")] for k in codec.state_dict() if k.endswith("._codebook.embed")})
-    return transposed, attention, codebooks
+    return transposed, attention, vq_layout.vq_layer_names(codec)
 
 
 def _rope_permutation(heads: int, rows: int) -> torch.Tensor:
@@ -288,7 +290,7 @@ def _expected(layout: str, codec) -> dict[str, str]:
     """Source-layout tensor name -> what it becomes in codec12 (a key, or a description for fused tensors)."""
     transposed, attention, codebooks = _structure(codec)
     special = {f"{a}.{p}.weight" for a in attention for p in _QKV} if layout == "moshi" else set()
-    special |= {f"{c}._codebook.{b}" for c in codebooks for b in ("embed", "embed_avg", "cluster_size", "initted")}
+    special |= {k for c in codebooks for k in vq_layout.codebook_keys(c)}
     out = {_source_key(layout, k, transposed): k for k in codec.state_dict() if k not in special}
     if layout == "moshi":
         for a in attention:
@@ -297,7 +299,7 @@ def _expected(layout: str, codec) -> dict[str, str]:
     for c in codebooks:
         base = _source_key(layout, f"{c}.x", transposed)[: -len(".x")]
         for part in _CODEBOOK_PARTS[layout]:
-            out[base + part] = f"{c}._codebook"
+            out[base + part] = f"{c} (codebook)"
     return out
 
 
@@ -335,10 +337,8 @@ def mimi_state_to_codec12(state: dict[str, torch.Tensor], codec, where: str = "c
         if embed_sum.dim() != 2 or usage.shape != embed_sum.shape[:1]:
             raise ValueError(f"{where}: codebook {base} has embed_sum {tuple(embed_sum.shape)} and cluster_usage "
                              f"{tuple(usage.shape)}; expected [N, D] and [N]")
-        out[f"{c}._codebook.embed"] = (embed_sum / usage.clamp(min=EPSILON)[:, None])[None]
-        out[f"{c}._codebook.embed_avg"] = embed_sum[None].clone()
-        out[f"{c}._codebook.cluster_size"] = usage[None].clone()
-        out[f"{c}._codebook.initted"] = torch.tensor(True)
+        entries = embed_sum / usage.clamp(min=EPSILON)[:, None]
+        out.update(vq_layout.codebook_state(c, vq_layout.Codebook(entries=entries, ema_sum=embed_sum, ema_count=usage)))
     return out
 
 
@@ -365,8 +365,8 @@ def codec12_to_mimi_state(codec, layout: str = "transformers") -> dict[str, torc
             out[name] = torch.cat([q[inverse], k[inverse], v]).contiguous()
     for c in codebooks:
         base = _source_key(layout, f"{c}.x", transposed)[: -len(".x")]
-        embed, embed_avg, usage = own[f"{c}._codebook.embed"][0], own[f"{c}._codebook.embed_avg"][0], \
-            own[f"{c}._codebook.cluster_size"][0]
+        codebook = vq_layout.read_codebook(own, c)
+        embed, embed_avg, usage = codebook.entries, codebook.ema_sum, codebook.ema_count
         # Keep the EMA sums when they reproduce the lookup table exactly (a converted Mimi model); after
         # codec12 training the table is smoothed differently, so the sums are rebuilt from it.
         if not torch.equal(embed_avg / usage.clamp(min=EPSILON)[:, None], embed):

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from codec12._fs import atomic_write
 from codec12.codec import Codec, check_weights_fit, meta_codec
 from codec12.config import CodecConfig, QuantizerConfig, VoxtralConfig
+from codec12.quantizers import vq_layout
 from codec12.weights import few, load_state_dict_strict
 
 EPSILON = 1e-5  # Voxtral's codebook epsilon: embedding = embedding_sum / cluster_usage.clamp(min=EPSILON)
@@ -179,8 +180,7 @@ def voxtral_key(key: str, config: CodecConfig) -> str:
     return f"{m[1]}_blocks.{int(m[2]) + (m[1] == 'decoder')}.{m[3]}"
 
 
-_CODEBOOK = "quantizer.semantic.layers.0._codebook"
-_CODEBOOK_PARTS = ("embed", "embed_avg", "cluster_size", "initted")
+_CODEBOOK_LAYER = "quantizer.semantic.layers.0"  # the semantic VectorQuantize layer; its keys: vq_layout
 _VOXTRAL_CODEBOOK = ("quantizer.semantic_codebook.embedding_sum", "quantizer.semantic_codebook.cluster_usage")
 
 
@@ -197,7 +197,7 @@ def voxtral_state_to_codec12(state: dict[str, torch.Tensor], codec, where: str =
     them as Voxtral names them."""
     config = codec.config
     own = codec.state_dict()
-    wanted = {k for k in own if not k.startswith(f"{_CODEBOOK}.")}
+    wanted = set(own) - set(vq_layout.codebook_keys(_CODEBOOK_LAYER))
     out: dict[str, torch.Tensor] = {}
     names: dict[str, str] = {}  # codec12 key -> the Voxtral name it came from (for messages)
     unexpected = []
@@ -237,10 +237,9 @@ def voxtral_state_to_codec12(state: dict[str, torch.Tensor], codec, where: str =
     if embedding_sum.shape != (n, d) or usage.shape != (n,):
         raise ValueError(f"{where}: semantic codebook embedding_sum {tuple(embedding_sum.shape)} / cluster_usage "
                          f"{tuple(usage.shape)}; the arguments say [{n}, {d}] / [{n}]")
-    out[f"{_CODEBOOK}.embed"] = (embedding_sum / usage.clamp(min=EPSILON)[:, None])[None]
-    out[f"{_CODEBOOK}.embed_avg"] = embedding_sum[None].clone()
-    out[f"{_CODEBOOK}.cluster_size"] = usage[None].clone()
-    out[f"{_CODEBOOK}.initted"] = torch.tensor(True)
+    entries = embedding_sum / usage.clamp(min=EPSILON)[:, None]
+    out.update(vq_layout.codebook_state(_CODEBOOK_LAYER, vq_layout.Codebook(entries=entries, ema_sum=embedding_sum,
+                                                                            ema_count=usage)))
     return out
 
 
@@ -255,8 +254,9 @@ def codec12_to_voxtral_state(codec) -> dict[str, torch.Tensor]:
     convs = {f"{name}.weight" for name, m in codec.named_modules() if isinstance(m, (torch.nn.Conv1d,
                                                                                      torch.nn.ConvTranspose1d))}
     out = {}
+    codebook_keys = set(vq_layout.codebook_keys(_CODEBOOK_LAYER))
     for key, value in own.items():
-        if key.startswith(f"{_CODEBOOK}."):
+        if key in codebook_keys:
             continue
         if key in convs:  # folded: weight norm's inverse, as torch's parametrization computes it
             out[voxtral_key(key[: -len("weight")] + _WEIGHT_NORM[0][1:], config)] = \
@@ -264,7 +264,8 @@ def codec12_to_voxtral_state(codec) -> dict[str, torch.Tensor]:
             out[voxtral_key(key[: -len("weight")] + _WEIGHT_NORM[1][1:], config)] = value.contiguous()
         else:
             out[voxtral_key(key, config)] = value.contiguous()
-    embed, embed_avg, usage = (own[f"{_CODEBOOK}.{p}"][0] for p in ("embed", "embed_avg", "cluster_size"))
+    codebook = vq_layout.read_codebook(own, _CODEBOOK_LAYER)
+    embed, embed_avg, usage = codebook.entries, codebook.ema_sum, codebook.ema_count
     # Keep the EMA sums when they give the lookup table exactly (a converted model); after codec12 training the
     # table is smoothed differently, so the sums are rebuilt from it.
     if not torch.equal(embed_avg / usage.clamp(min=EPSILON)[:, None], embed):

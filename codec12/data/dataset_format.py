@@ -3,8 +3,8 @@ writing them.
 
 Output directory layout (DESIGN.md §4)::
 
-    codec12_meta.json                 model name, config + weights hash, rates, codebook sizes, num_codebooks,
-                                      the compute dtype and the partitioning (num_shards)
+    codec12_meta.json                 model name, config hash (+ its format) and weights hash, rates, codebook
+                                      sizes, num_codebooks, the compute dtype and the partitioning (num_shards)
     shard-00000.parquet ...           one row per input (``shard-IIIII-of-NNNNN-00000.parquet`` when partitioned)
     errors.jsonl                      one JSON line per input that failed: id, path, reason
 
@@ -32,8 +32,9 @@ import pyarrow.parquet as pq
 
 from codec12 import __version__
 from codec12._fs import atomic_write as _atomic_write
-from codec12.data.inputs import AudioInput
+from codec12.config import CONFIG_HASH_FORMAT, CONFIG_HASH_FORMATS
 from codec12.data.locking import exclusive
+from codec12.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,8 @@ _MUST_MATCH = ("config_hash", "weights_hash", "num_codebooks", "latents", "sampl
 _META_TYPES = {"model": (str,), "model_source": (str,), "config_hash": (str,), "weights_hash": (str,),
                "sample_rate": (int,), "channels": (int,), "frame_rate": (int, float), "frame_size": (int,),
                "codebook_sizes": (list,), "num_codebooks": (int,), "latents": (bool,), "latent_dim": (int,)}
-_META_OPTIONAL_TYPES = {"dtype": (str,), "num_shards": (int,), "codec12_version": (str,)}
+# Optional: datasets made before a key was recorded lack it (``config_hash_format``: 1 when absent).
+_META_OPTIONAL_TYPES = {"dtype": (str,), "num_shards": (int,), "codec12_version": (str,), "config_hash_format": (int,)}
 _MAX_SHARD_BYTES = 256 << 20  # flush a shard early when its rows get this big (long files, latents)
 
 
@@ -60,6 +62,7 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool,
         "model": codec.config.name or str(model_source),
         "model_source": str(model_source),
         "config_hash": codec.config.config_hash(),
+        "config_hash_format": CONFIG_HASH_FORMAT,
         "weights_hash": codec.weights_hash(),
         "sample_rate": codec.sample_rate,
         "channels": codec.channels,
@@ -103,7 +106,15 @@ def read_meta(data_dir: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: codebook_sizes must list num_codebooks ({k}) sizes in [2, 65536], got {sizes!r}")
     if meta.get("num_shards", 1) < 1 or meta["sample_rate"] < 1 or meta["channels"] < 1:
         raise ValueError(f"{path}: sample_rate, channels and num_shards must be positive")
+    if config_hash_format(meta) not in CONFIG_HASH_FORMATS:
+        raise ValueError(f"{path}: config_hash_format {meta['config_hash_format']} is not supported (this codec12 "
+                         f"reads {', '.join(map(str, CONFIG_HASH_FORMATS))})")
     return meta
+
+
+def config_hash_format(meta: dict) -> int:
+    """The format of the config hash ``meta`` records (1 for datasets made before it was recorded)."""
+    return meta.get("config_hash_format", 1)
 
 
 def ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
@@ -122,7 +133,7 @@ def _ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
 
         def same(k: str) -> bool:
             if k == "config_hash" and config is not None:
-                return config.hash_matches(old.get(k))
+                return config.hash_matches(old.get(k), config_hash_format(old))
             return old.get(k) == meta[k]
 
         keys = _MUST_MATCH + (("dtype",) if "dtype" in old else ())
@@ -208,7 +219,7 @@ class ErrorLog:
         self.count = 0
         self._fd: int | None = None
 
-    def record(self, item: AudioInput, reason: str) -> None:
+    def record(self, item: ManifestRow, reason: str) -> None:
         if self._fd is None:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             # A line cut short by a crash would swallow the next one: start on a fresh line.
@@ -308,6 +319,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 __all__ = [
-    "ERRORS_NAME", "META_FORMAT_VERSION", "META_NAME", "ErrorLog", "ShardWriter", "completed_ids", "dataset_meta",
-    "ensure_meta", "failed_ids", "read_meta", "read_tokenized", "shard_paths", "shard_prefix",
+    "ERRORS_NAME", "META_FORMAT_VERSION", "META_NAME", "ErrorLog", "ShardWriter", "completed_ids", "config_hash_format",
+    "dataset_meta", "ensure_meta", "failed_ids", "read_meta", "read_tokenized", "shard_paths", "shard_prefix",
 ]

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from codec12._fs import atomic_write as _atomic_write
-from codec12.data.dataset_format import read_meta, shard_paths
+from codec12.data.dataset_format import config_hash_format, read_meta, shard_paths
 from codec12.data.inputs import id_problem
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,8 @@ def detokenize_dataset(data_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     if not re.fullmatch(r"\.[A-Za-z0-9]+", suffix):
         raise ValueError(f"output suffix must be like '.wav', got {suffix!r}")
     meta = read_meta(data_dir)
-    if not codec.config.hash_matches(meta["config_hash"]) or meta["weights_hash"] != codec.weights_hash():
+    if (not codec.config.hash_matches(meta["config_hash"], config_hash_format(meta))
+            or meta["weights_hash"] != codec.weights_hash()):
         raise ValueError(f"{data_dir} was tokenized with model {meta['model']!r} (config {meta['config_hash']}, "
                          f"weights {meta['weights_hash']}); the model given differs")
     if from_latents and not meta["latents"]:

@@ -35,8 +35,9 @@ from codec12.data.dataset_format import (
     shard_prefix,
 )
 from codec12.data.detokenize import DetokenizeSummary, detokenize_dataset
-from codec12.data.inputs import AudioInput, id_problem, partition
+from codec12.data.inputs import id_problem, partition
 from codec12.data.locking import partition_lock
+from codec12.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ class _Loaded:
 
 
 class _LoadDataset(torch.utils.data.Dataset):
-    def __init__(self, inputs: list[AudioInput], sample_rate: int, channels: int, long_file_seconds: float,
+    def __init__(self, inputs: list[ManifestRow], sample_rate: int, channels: int, long_file_seconds: float,
                  min_duration: float) -> None:
         self.inputs, self.sample_rate, self.channels = inputs, sample_rate, channels
         self.long_file_seconds, self.min_duration = long_file_seconds, min_duration
@@ -203,11 +204,11 @@ class _Tokenizer:
                                                       self.errors.count), refresh=False)
             self.bar.update(n)
 
-    def fail(self, item: AudioInput, reason: str) -> None:
+    def fail(self, item: ManifestRow, reason: str) -> None:
         self.errors.record(item, reason)
         self.done()
 
-    def emit(self, item: AudioInput, num_samples: int, codes: torch.Tensor, latents: torch.Tensor | None) -> None:
+    def emit(self, item: ManifestRow, num_samples: int, codes: torch.Tensor, latents: torch.Tensor | None) -> None:
         row = {"id": item.id, "path": item.path, "num_samples": num_samples,
                "duration_s": num_samples / self.codec.sample_rate,
                "codes": codes.to("cpu", torch.int32).numpy().astype(np.uint16)}
@@ -226,13 +227,13 @@ class _Tokenizer:
                 return self.codec.encode(wav, self.k), None
             return self.codec.encode_with_latents(wav, self.k)
 
-    def encode_pool(self, pool: list[tuple[AudioInput, torch.Tensor]]) -> None:
+    def encode_pool(self, pool: list[tuple[ManifestRow, torch.Tensor]]) -> None:
         """Encode loaded files in batches of similar length. Zero padding at the end cannot change earlier
         frames (the model is causal, and ``encode`` itself pads a partial last frame with zeros), so each
         item is cut back to ceil(T / frame_size) frames and equals encoding it alone."""
         pool.sort(key=lambda x: x[1].shape[-1])
         max_samples = self.options.max_batch_seconds * self.codec.sample_rate
-        batch: list[tuple[AudioInput, torch.Tensor]] = []
+        batch: list[tuple[ManifestRow, torch.Tensor]] = []
         for entry in pool:
             if batch and (len(batch) >= self.options.batch_size or (len(batch) + 1) * entry[1].shape[-1] > max_samples):
                 self.encode_batch(batch)
@@ -242,7 +243,7 @@ class _Tokenizer:
             self.encode_batch(batch)
         pool.clear()
 
-    def encode_batch(self, batch: list[tuple[AudioInput, torch.Tensor]]) -> None:
+    def encode_batch(self, batch: list[tuple[ManifestRow, torch.Tensor]]) -> None:
         length = max(w.shape[-1] for _, w in batch)
         try:
             wav = torch.stack([torch.nn.functional.pad(w, (0, length - w.shape[-1])) for _, w in batch])
@@ -258,7 +259,7 @@ class _Tokenizer:
             n = math.ceil(w.shape[-1] / self.codec.frame_size)
             self.emit(item, w.shape[-1], codes[i, :, :n], None if latents is None else latents[i, :, :n])
 
-    def encode_long(self, item: AudioInput) -> None:
+    def encode_long(self, item: ManifestRow) -> None:
         """Read, resample and encode a long file in streaming chunks of whole frames (streaming == offline)."""
         codec = self.codec
         chunk = max(1, round(self.options.chunk_seconds * codec.frame_rate)) * codec.frame_size
@@ -288,7 +289,7 @@ class _Tokenizer:
                   None if not self.options.latents else torch.cat(latents, dim=-1)[0])
 
 
-def tokenize_dataset(inputs: list[AudioInput], out_dir: str | os.PathLike, codec, options: TokenizeOptions,
+def tokenize_dataset(inputs: list[ManifestRow], out_dir: str | os.PathLike, codec, options: TokenizeOptions,
                      *, model_source: str = "", device: str | torch.device | None = None) -> TokenizeSummary:
     """Tokenize this partition of ``inputs`` into ``out_dir`` (see the module docstring); resumable.
 
@@ -335,7 +336,7 @@ def tokenize_dataset(inputs: list[AudioInput], out_dir: str | os.PathLike, codec
                            elapsed_s=time.monotonic() - start, shards=writer.written)
 
 
-def _input_problem(item: AudioInput) -> str | None:
+def _input_problem(item: ManifestRow) -> str | None:
     problem = id_problem(item.id)
     if problem is None:
         try:
@@ -345,7 +346,7 @@ def _input_problem(item: AudioInput) -> str | None:
     return problem
 
 
-def _run(job: _Tokenizer, pending: list[AudioInput], options: TokenizeOptions, start: float) -> None:
+def _run(job: _Tokenizer, pending: list[ManifestRow], options: TokenizeOptions, start: float) -> None:
     if not pending:
         return
     codec = job.codec
@@ -357,7 +358,7 @@ def _run(job: _Tokenizer, pending: list[AudioInput], options: TokenizeOptions, s
         prefetch_factor=4 if options.workers else None)
     # Loaded files wait in a pool until enough are there to batch them by length; the pool is bounded in files
     # and in samples (8 batches' worth), so memory does not grow with the dataset.
-    pool: list[tuple[AudioInput, torch.Tensor]] = []
+    pool: list[tuple[ManifestRow, torch.Tensor]] = []
     pool_samples, pool_limit = 0, 8 * options.max_batch_seconds * codec.sample_rate
     from tqdm import tqdm
 

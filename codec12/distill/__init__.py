@@ -1,8 +1,9 @@
 """Semantic distillation: frozen teachers and their losses, built by the trainer, never part of a saved model.
 
-``build_distiller(cfg, codec)`` turns the recipe's ``distill`` section into an ``nn.Module`` whose parameters
-(a projection or a CTC head) train with the generator, and whose call
-``distiller(wav, output, batch) -> {loss_name: scalar}`` gives the named distillation loss:
+``build_distiller(cfg, codec)`` turns the recipe's ``distill`` section (a :data:`DistillConfig`: one teacher's
+config, chosen by its ``teacher`` field) into an ``nn.Module`` whose parameters (a projection or a CTC head)
+train with the generator, and whose call ``distiller(wav, output, batch) -> {loss_name: scalar}`` gives the
+named distillation loss:
 
 - ``{"teacher": "ssl", "model": DIR_OR_HUB_ID, "layer": 6 | [4, 5, 6], ...}`` -> ``distill_cosine``
   (:mod:`codec12.distill.ssl`; the frozen teacher stays out of ``state_dict`` and ``parameters()``);
@@ -31,6 +32,8 @@ _EXPORTS = {
     "SSLDistiller": "codec12.distill.ssl",
     "SSLTeacher": "codec12.distill.ssl",
     "load_teacher": "codec12.distill.ssl",
+    "DistillConfig": "codec12.distill.build",
+    "TEACHER_LOSSES": "codec12.distill.build",
     "build_distiller": "codec12.distill.build",
     "distill_config_from_dict": "codec12.distill.build",
     "semantic_dim": "codec12.distill.build",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torchaudio
@@ -34,7 +35,7 @@ class ASRDistillConfig:
     weight_name: name of the returned loss, the key the recipe weights it by.
     """
 
-    teacher: str = "asr"
+    teacher: Literal["asr"] = "asr"
     model: str
     layer: int | tuple[int, ...] | None = None
     weight_name: str = "distill_asr"

@@ -3,36 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from torch import nn
 
+from codec12._dataclass_io import convert
 from codec12.distill.asr import ASRDistillConfig, ASRTeacher, load_asr_teacher
 from codec12.distill.phonetic import PhoneticDistillConfig, PhoneticDistiller
 from codec12.distill.ssl import SSLDistillConfig, SSLDistiller, SSLTeacher, load_teacher
 
-_CONFIGS = {"ssl": SSLDistillConfig, "asr": ASRDistillConfig, "phonetic": PhoneticDistillConfig}
+# The recipe's ``distill`` section: one of the teachers' configs, told apart by its ``teacher`` field.
+DistillConfig = SSLDistillConfig | ASRDistillConfig | PhoneticDistillConfig
+# The losses the teachers compute by default (a section's ``weight_name`` may name its loss otherwise).
+TEACHER_LOSSES = tuple(sorted(f.default for c in typing.get_args(DistillConfig) for f in dataclasses.fields(c)
+                              if f.name == "weight_name"))
 
 
-def distill_config_from_dict(cfg: dict, where: str = "distill"
-                             ) -> SSLDistillConfig | ASRDistillConfig | PhoneticDistillConfig:
-    """Validate the recipe's ``distill`` section; unknown keys and teachers are errors naming them."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{where}: expected an object, got {type(cfg).__name__}")
-    teacher = cfg.get("teacher")
-    if teacher not in _CONFIGS:
-        raise ValueError(f"{where}.teacher must be one of {sorted(_CONFIGS)}, got {teacher!r}")
-    cls = _CONFIGS[teacher]
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(cfg) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown} for teacher {teacher!r} (known: {sorted(known)})")
-    if teacher in ("ssl", "asr") and "model" not in cfg:
-        raise ValueError(f"{where}.model is required for the {teacher} teacher (a local directory or a hub id)")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from e
+def distill_config_from_dict(cfg: dict, where: str = "distill") -> DistillConfig:
+    """Validate a ``distill`` section given as a dict (as JSON has it); unknown keys and teachers are errors naming
+    them."""
+    return convert(cfg, DistillConfig, where)
 
 
 def semantic_dim(codec) -> int:
@@ -40,10 +30,11 @@ def semantic_dim(codec) -> int:
     return codec.quantizer.semantic.dim
 
 
-def build_distiller(cfg: dict, codec) -> nn.Module:
-    """Recipe ``distill`` section + the codec being trained -> distiller module (trainable parts only in its
-    ``state_dict``). The SSL or ASR teacher is loaded here, frozen, in eval mode."""
-    config = distill_config_from_dict(cfg)
+def build_distiller(cfg: DistillConfig | dict, codec) -> nn.Module:
+    """Recipe ``distill`` section (a teacher's config, or the dict of one) + the codec being trained -> distiller
+    module (trainable parts only in its ``state_dict``). The SSL or ASR teacher is loaded here, frozen, in eval
+    mode."""
+    config = distill_config_from_dict(cfg) if isinstance(cfg, dict) else cfg
     if isinstance(config, SSLDistillConfig):
         model, extractor = load_teacher(config.model)
         teacher = SSLTeacher(model, extractor, config.layers, config.sample_rate)

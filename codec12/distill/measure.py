@@ -8,7 +8,8 @@ For a code row (0 = semantic, 1 = first acoustic) and frame-level phone labels o
   best code -> phone lookup table. Compare it with ``purity_baseline``, the share of the most frequent phone
   (what codes that carry no phone information score).
 
-Alignment file (JSONL, one utterance per line; ``audio`` relative to the file's directory)::
+Alignment file: a JSONL manifest (docs/manifests.md: one utterance per line, ``audio`` relative to the file's
+directory, optional ``id``) whose lines also carry the labels::
 
     {"id": "u1", "audio": "wavs/u1.wav", "phones": ["sil", "h", "h", "ə", "l", ...]}   # one label per frame
     {"id": "u2", "audio": "wavs/u2.wav", "intervals": [[0.0, 0.21, "sil"], [0.21, 0.27, "h"], ...]}
@@ -37,6 +38,7 @@ import numpy as np
 
 from codec12._fs import atomic_write
 from codec12.command import ArgumentParser, CLIError, add_model_argument
+from codec12.data.manifest import read_manifest
 
 if TYPE_CHECKING:
     import torch
@@ -115,39 +117,23 @@ def intervals_to_frames(intervals: Sequence[Sequence], num_frames: int | None = 
 
 
 def read_alignments(path: str | os.PathLike) -> list[Alignment]:
-    """Read an alignment JSONL file (format in the module docstring); errors name the file and line."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read alignment file: {e}") from e
+    """Read an alignment file: a manifest (docs/manifests.md) whose rows also carry ``phones`` or ``intervals``
+    (format in the module docstring); errors name the file and line."""
     out = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not JSON: {e}") from e
-        if not isinstance(item, dict) or not isinstance(item.get("audio"), str):
-            raise ValueError(f"{where}: each line needs an 'audio' path")
-        if ("phones" in item) == ("intervals" in item):
-            raise ValueError(f"{where}: give exactly one of 'phones' (per frame) or 'intervals'")
-        if "phones" in item:
-            if not isinstance(item["phones"], list):
-                raise ValueError(f"{where}: 'phones' must be a list of per-frame labels")
-            labels = [str(x) if x not in (None, "") else None for x in item["phones"]]
+    for row in read_manifest(path):
+        extra = row.extra
+        if ("phones" in extra) == ("intervals" in extra):
+            raise ValueError(f"{row.where}: give exactly one of 'phones' (per frame) or 'intervals'")
+        if "phones" in extra:
+            if not isinstance(extra["phones"], list):
+                raise ValueError(f"{row.where}: 'phones' must be a list of per-frame labels")
+            labels = [str(x) if x not in (None, "") else None for x in extra["phones"]]
         else:
             try:
-                labels = intervals_to_frames(item["intervals"])
+                labels = intervals_to_frames(extra["intervals"])
             except (ValueError, TypeError) as e:
-                raise ValueError(f"{where}: {e}") from e
-        audio = Path(item["audio"])
-        out.append(Alignment(id=str(item.get("id", audio.stem)), audio=audio if audio.is_absolute() else
-                             path.parent / audio, labels=labels))
-    if not out:
-        raise ValueError(f"{path}: no utterances")
+                raise ValueError(f"{row.where}: {e}") from e
+        out.append(Alignment(id=row.id, audio=Path(row.path), labels=labels))
     return out
 
 

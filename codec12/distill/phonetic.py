@@ -27,6 +27,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +138,7 @@ class PhoneticDistillConfig:
     upsample: CTC steps per codec frame.
     """
 
-    teacher: str = "phonetic"
+    teacher: Literal["phonetic"] = "phonetic"
     language: str = "en-us"
     weight_name: str = "distill_ctc"
     hidden: int = 256

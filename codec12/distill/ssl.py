@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +36,7 @@ class SSLDistillConfig:
     sample_rate: the teacher's rate; ``None`` reads it from the feature extractor (16 kHz when absent).
     """
 
-    teacher: str = "ssl"
+    teacher: Literal["ssl"] = "ssl"
     model: str
     layer: int | tuple[int, ...] = 6
     weight_name: str = "distill_cosine"

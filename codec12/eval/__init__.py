@@ -26,7 +26,7 @@ _EXPORTS = {
     "list_audio_files": "codec12.eval.harness",
     "make_baseline": "codec12.eval.systems",
     "parse_metrics": "codec12.eval.metrics",
-    "read_manifest": "codec12.eval.harness",
+    "read_transcripts": "codec12.eval.harness",
     "si_sdr": "codec12.eval.metrics",
 }
 __all__ = sorted([*_EXPORTS, "align", "estimate_delay"])

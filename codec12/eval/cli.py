@@ -15,7 +15,7 @@ files, the baselines at equal bitrate marked, a rate-quality plot, per-file scor
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from codec12.eval.harness import build_systems, evaluate, parse_int_list, read_manifest
+    from codec12.eval.harness import build_systems, evaluate, parse_int_list, read_transcripts
     from codec12.eval.metrics import parse_metrics
     from codec12.eval.systems import BASELINES, parse_baseline
 
@@ -35,7 +35,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data = Path(args.data)
     if not data.is_dir():
         raise NotADirectoryError(f"{data}: not a directory")
-    transcripts = read_manifest(args.manifest) if args.manifest else None
+    transcripts = read_transcripts(args.manifest, data) if args.manifest else None
     codec, info = None, {}
     if not args.no_model:
         from codec12 import Codec
@@ -89,7 +89,8 @@ def add_parsers(subparsers) -> None:
                    help="'all', 'core' or a comma list of metric names (default: all; optional metrics whose "
                         "packages are missing are skipped)")
     p.add_argument("--manifest", default=None,
-                   help="CSV/TSV with path and transcript columns (paths relative to --data), enables WER")
+                   help="manifest with path and transcript columns, paths relative to --data (format: "
+                        "docs/manifests.md); enables WER")
     p.add_argument("--examples", type=int, default=3, help="files with spectrograms and audio in the report")
     p.add_argument("--device", default="cpu", help="torch device to run the model on: cpu, cuda, cuda:N (default: cpu)")
     p.add_argument("-f", "--force", action="store_true", help="write into a non-empty report directory")

@@ -28,6 +28,7 @@ import soundfile as sf
 
 from codec12._fs import AUDIO_EXTENSIONS, atomic_write, find_audio_files
 from codec12._optional import require
+from codec12.data.manifest import read_manifest
 from codec12.eval.align import align, fit_length
 from codec12.eval.metrics import CORE_METRICS, METRICS, SAMPLE_RATE, MetricError, MetricUnavailable
 from codec12.eval.systems import (
@@ -67,24 +68,16 @@ def list_audio_files(data_dir: str | os.PathLike) -> list[Path]:
     return find_audio_files(data_dir)
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, str]:
-    """A CSV/TSV with a header naming a ``path`` (or ``file``/``id``) column and a ``transcript`` (or ``text``)
-    column -> {path relative to the data directory, without or with suffix: transcript}."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: cannot read manifest ({e})") from e
-    first = text.splitlines()[0] if text.strip() else ""
-    dialect = "excel-tab" if "\t" in first else "excel"
-    reader = csv.DictReader(io.StringIO(text), dialect=dialect)
-    fields = {name.strip().lower(): name for name in reader.fieldnames or []}
-    key = next((fields[k] for k in ("path", "file", "id") if k in fields), None)
-    value = next((fields[k] for k in ("transcript", "text") if k in fields), None)
-    if key is None or value is None:
-        raise ValueError(f"{path}: manifest needs a 'path' (or 'file'/'id') and a 'transcript' (or 'text') column, "
-                         f"found {reader.fieldnames}")
-    return {row[key].strip(): row[value] for row in reader if row.get(key)}
+def read_transcripts(manifest: str | os.PathLike, data_dir: str | os.PathLike) -> dict[str, str]:
+    """Transcripts from a manifest (docs/manifests.md) whose paths are relative to ``data_dir`` -> {file path
+    relative to ``data_dir``, as the manifest names it (with or without its suffix): transcript}."""
+    out = {}
+    for row in read_manifest(manifest, root=data_dir):
+        if row.text is not None:
+            out[Path(os.path.relpath(row.path, data_dir)).as_posix()] = row.text
+    if not out:
+        raise ValueError(f"{manifest}: no transcripts; the manifest needs a 'text' (or 'transcript') column")
+    return out
 
 
 def _transcript(transcripts: dict[str, str], file_id: str) -> str | None:

@@ -81,7 +81,6 @@ class ModelSystem(System):
             self.name = name or f"{base}-continuous"
             self.bits_per_frame = 16 * codec.latent_dim
         else:
-            codec._check_num_codebooks(num_codebooks)
             self.name = name or f"{base}-{num_codebooks}cb"
             self.bits_per_frame = codec.bitrate_at(num_codebooks) / codec.frame_rate
         self.codec, self.num_codebooks, self.continuous = codec, num_codebooks, continuous

@@ -23,9 +23,14 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
         raise CLIError(f"{out} is not empty; pass -f to overwrite its files")
     codec = Codec.from_pretrained(args.model)
     opset = {} if args.opset is None else {"opset": args.opset}
-    result = export_onnx(codec, out, overwrite=args.force, **opset)
-    size = sum(p.stat().st_size for p in result.files.values())
-    print(f"wrote {len(result.files)} graphs + {SIDECAR_NAME} to {out} ({size / 1e6:.1f} MB)")
+
+    def progress(name: str, seconds: float) -> None:
+        print(f"{name}.onnx: {seconds:.1f} s", flush=True)
+
+    result = export_onnx(codec, out, overwrite=args.force, progress=None if args.quiet else progress, **opset)
+    if not args.quiet:
+        print(f"wrote {len(result.files)} graphs, {result.weights.name} ({result.weights.stat().st_size / 1e6:.1f} "
+              f"MB) and {SIDECAR_NAME} to {out}: {result.total_bytes() / 1e6:.1f} MB in all")
     return 0
 
 
@@ -59,6 +64,8 @@ def add_parsers(sub) -> None:
     p.add_argument("out_dir", help="output directory")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset (>= 17; default: 17)")
     p.add_argument("-f", "--force", action="store_true", help="overwrite files in a non-empty OUT_DIR")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing (default: a line per graph and the "
+                                                              "total size)")
     p.set_defaults(func=_cmd_export_onnx)
     p = export_sub.add_parser("release", help="write a release (config.json + model.safetensors, weight norm "
                                               "folded) from a training checkpoint")

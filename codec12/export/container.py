@@ -1,8 +1,9 @@
 """The ``.c12`` container: one encoded file.
 
 Layout (little-endian): magic ``b"C12\\x00"`` | version u8 | header length u32 | UTF-8 JSON header | codes.
-The header names the model (name, config hash, sample rate, frame rate, codebook sizes) and the original length
-in samples, so decoding can check the model and trim. Version 2 packs the codes: row ``k`` of every frame takes
+The header names the model (name, config hash and its format, sample rate, frame rate, codebook sizes) and the
+original length in samples, so decoding can check the model and trim. A header without ``config_hash_format``
+holds a format-1 hash (files written before the field). Version 2 packs the codes: row ``k`` of every frame takes
 ``code_bits[k]`` bits (the header's list; ``ceil(log2(codebook size))`` as written by :func:`write_c12`), frame
 after frame, most significant bit first, with zero bits to fill the last byte; so the file holds the model's
 bitrate plus the header. Version 1 (still read) stored codes as uint16 ``[K, T']`` row-major.
@@ -22,6 +23,7 @@ import numpy as np
 
 from codec12._fs import atomic_write
 from codec12.command import DEFAULT_MODEL
+from codec12.config import CONFIG_HASH_FORMAT, CONFIG_HASH_FORMATS
 
 MAGIC = b"C12\x00"
 VERSION = 2
@@ -31,9 +33,9 @@ _MAX_HEADER_BYTES = 1 << 20  # written headers are a few hundred bytes
 # Header fields and the JSON types they must have (every writer of this version writes them all).
 _HEADER_TYPES = {"num_codebooks": int, "num_frames": int, "num_samples": int, "sample_rate": int,
                  "codebook_sizes": list, "config_hash": str, "weights_hash": str, "model": str, "frame_rate": float,
-                 "channels": int, "code_bits": list}
-# What ``codec12 encode`` writes and ``codec12 decode`` needs.
-HEADER_FIELDS = tuple(k for k in _HEADER_TYPES if k != "code_bits")
+                 "channels": int, "code_bits": list, "config_hash_format": int}
+# What ``codec12 encode`` writes and ``codec12 decode`` needs (``config_hash_format``: 1 when absent).
+HEADER_FIELDS = tuple(k for k in _HEADER_TYPES if k not in ("code_bits", "config_hash_format"))
 
 
 def bits_for(codebook_size: int) -> int:
@@ -171,6 +173,10 @@ def check_header(header: Any, path: str | os.PathLike, required: tuple[str, ...]
         checks.append((bool(header["model"]), "model is an empty string"))
     if "num_samples" in header:
         checks.append((header["num_samples"] >= 1, f"num_samples must be >= 1, got {header['num_samples']}"))
+    if "config_hash_format" in header:
+        checks.append((header["config_hash_format"] in CONFIG_HASH_FORMATS,
+                       f"config_hash_format {header['config_hash_format']} is not supported (this codec12 reads "
+                       f"{', '.join(map(str, CONFIG_HASH_FORMATS))})"))
     for ok, problem in checks:
         if not ok:
             raise ValueError(f"{path}: .c12 header field {problem}")
@@ -202,8 +208,8 @@ def _cmd_encode(args: argparse.Namespace) -> int:
     source = Path(args.model)
     write_c12(out, codes, {
         "model": str(source.resolve()) if source.is_dir() else str(args.model),
-        "config_hash": codec.config.config_hash(), "weights_hash": codec.weights_hash(),
-        "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
+        "config_hash": codec.config.config_hash(), "config_hash_format": CONFIG_HASH_FORMAT,
+        "weights_hash": codec.weights_hash(), "sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
         "codebook_sizes": list(codec.codebook_sizes[: codes.shape[0]]), "num_samples": int(wav.shape[-1]),
         "channels": codec.channels,
     })
@@ -227,7 +233,8 @@ def _cmd_decode(args: argparse.Namespace) -> int:
             raise
         raise ValueError(f"{args.input}: names model {model!r}, which cannot be used ({e}); pass the model it was "
                          f"encoded with as --model") from e
-    if not codec.config.hash_matches(header["config_hash"]) or header["weights_hash"] != codec.weights_hash():
+    if (not codec.config.hash_matches(header["config_hash"], header.get("config_hash_format", 1))
+            or header["weights_hash"] != codec.weights_hash()):
         raise ValueError(f"{args.input}: encoded with model {header.get('model')!r} (config {header['config_hash']}, "
                          f"weights {header['weights_hash']}), which is not the model {model!r}; pass the model it was "
                          f"encoded with as --model")

@@ -17,13 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from codec12._checks import Arrays, InputChecks, check_batch_size
 from codec12._optional import require
 
 if TYPE_CHECKING:
     import onnxruntime as ort
 
 SIDECAR_NAME = "codec12_onnx.json"
-SIDECAR_FORMAT_VERSION = 1
+# 2: the graphs' weights in one shared external-data file, named by the sidecar's "weights"; 1: each graph held its
+# own weights (read as well: onnxruntime loads either kind of graph file the same way).
+SIDECAR_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (1, 2)
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
 
 
@@ -50,9 +54,12 @@ class OnnxCodec:
             raise ValueError(f"{path}: cannot read: {e}") from e
         if not isinstance(meta, dict) or meta.get("format") != "codec12-onnx":
             raise ValueError(f"{path}: not a codec12 ONNX sidecar")
-        if meta.get("format_version") != SIDECAR_FORMAT_VERSION:
+        if meta.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise ValueError(f"{path}: format_version {meta.get('format_version')} is not supported (this "
-                             f"codec12 reads {SIDECAR_FORMAT_VERSION})")
+                             f"codec12 reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}); export the model "
+                             f"again with this codec12 (codec12 export onnx)")
+        if meta["format_version"] >= 2:
+            self._check_weights(path, meta.get("weights"))
         self.meta = meta
         self.sample_rate = int(meta["sample_rate"])
         self.channels = int(meta["channels"])
@@ -62,6 +69,9 @@ class OnnxCodec:
         self.codebook_sizes = tuple(int(n) for n in meta["codebook_sizes"])
         self.config_hash = str(meta["config_hash"])
         self._pad_codes = meta["pad_codes"]
+        self._inputs = InputChecks(Arrays(), channels=self.channels, frame_size=self.frame_size,
+                                   latent_dim=self.latent_dim, codebook_sizes=self.codebook_sizes,
+                                   sample_rate=self.sample_rate)
         self._providers = providers or ["CPUExecutionProvider"]
         self._options = self._ort.SessionOptions()
         if num_threads is not None:
@@ -69,6 +79,19 @@ class OnnxCodec:
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._stream_batch: int | None = None
         self._states: dict[str, dict[str, np.ndarray]] = {}
+
+    def _check_weights(self, sidecar: Path, weights: Any) -> None:
+        """The shared weights file the sidecar names is here, whole (onnxruntime's own error would come later, and
+        name neither file)."""
+        if not isinstance(weights, dict) or not isinstance(weights.get("file"), str) \
+                or Path(weights["file"]).name != weights["file"] or not isinstance(weights.get("bytes"), int):
+            raise ValueError(f"{sidecar}: 'weights' must name a file in this directory and its size")
+        file = self.directory / weights["file"]
+        if not file.is_file():
+            raise ValueError(f"{file}: missing (the graphs' weights, named in {SIDECAR_NAME})")
+        if file.stat().st_size != weights["bytes"]:
+            raise ValueError(f"{file}: {file.stat().st_size} bytes, but {SIDECAR_NAME} says {weights['bytes']}: "
+                             f"the file is cut short or from another export")
 
     @property
     def num_codebooks(self) -> int:
@@ -86,78 +109,26 @@ class OnnxCodec:
             self._sessions[name] = self._ort.InferenceSession(str(file), self._options, providers=self._providers)
         return self._sessions[name]
 
-    # ---- input validation
+    # ---- input validation (codec12._checks, shared with Codec), then the graphs' dtypes
     def _check_audio(self, wav: Any) -> np.ndarray:
-        if not isinstance(wav, np.ndarray):
-            raise ValueError(f"audio must be a numpy array [B, C, T], got {type(wav).__name__}")
-        if wav.ndim != 3:
-            raise ValueError(f"audio must have shape [B, C, T], got rank {wav.ndim} {wav.shape}"
-                             + (" (add a batch dimension: wav[None])" if wav.ndim == 2 else ""))
-        if not np.issubdtype(wav.dtype, np.floating):
-            raise ValueError(f"audio must be floating point (float32), got {wav.dtype}")
-        if wav.shape[1] != self.channels:
-            raise ValueError(f"audio has {wav.shape[1]} channels but the model expects {self.channels}")
-        if wav.shape[0] == 0 or wav.shape[-1] == 0:
-            raise ValueError(f"empty audio: shape {wav.shape}")
-        wav = np.ascontiguousarray(wav, dtype=np.float32)
-        if not np.isfinite(wav).all():
-            raise ValueError("audio contains NaN or Inf samples")
-        self._check_stream(wav.shape[0], wav.shape[-1], self.frame_size, "audio samples")
-        return wav
+        self._inputs.check_audio(wav, stream_batch=self._stream_batch)
+        return np.ascontiguousarray(wav, dtype=np.float32)
 
     def _check_codes(self, codes: Any) -> np.ndarray:
-        if not isinstance(codes, np.ndarray):
-            raise ValueError(f"codes must be a numpy array [B, K, T'], got {type(codes).__name__}")
-        if codes.ndim != 3:
-            raise ValueError(f"codes must have shape [B, K, T'], got {codes.shape}")
-        if not np.issubdtype(codes.dtype, np.integer):
-            raise ValueError(f"codes must be integers, got {codes.dtype}")
+        self._inputs.check_codes(codes, stream_batch=self._stream_batch)
         b, k, t = codes.shape
-        if not 1 <= k <= self.num_codebooks:
-            raise ValueError(f"codes have {k} codebooks; this model takes 1 to {self.num_codebooks}")
-        if b == 0 or t == 0:
-            raise ValueError(f"empty codes: shape {codes.shape}")
         codes = codes.astype(np.int64)
-        sizes = np.asarray(self.codebook_sizes[:k], dtype=np.int64)[None, :, None]
-        bad = (codes < 0) | (codes >= sizes)
-        if bad.any():
-            row = int(np.nonzero(bad.any(axis=(0, 2)))[0][0])
-            raise ValueError(f"codes out of range in row {row}: values must be in [0, {self.codebook_sizes[row]})")
-        self._check_stream(b, t, 1, "frames")
         if k < self.num_codebooks:  # the graphs take all rows: missing ones get their no-op value
             fill = np.asarray(self._pad_codes[k:], dtype=np.int64)[None, :, None]
             codes = np.concatenate([codes, np.broadcast_to(fill, (b, self.num_codebooks - k, t))], axis=1)
         return np.ascontiguousarray(codes)
 
     def _check_latents(self, z: Any) -> np.ndarray:
-        if not isinstance(z, np.ndarray) or z.ndim != 3 or z.shape[1] != self.latent_dim:
-            shape = z.shape if isinstance(z, np.ndarray) else type(z).__name__
-            raise ValueError(f"latents must be a numpy array of shape [B, {self.latent_dim}, T'], got {shape}")
-        if not np.issubdtype(z.dtype, np.floating):
-            raise ValueError(f"latents must be floating point (float32), got {z.dtype}")
-        if z.shape[0] == 0 or z.shape[-1] == 0:
-            raise ValueError(f"empty latents: shape {z.shape}")
-        z = np.ascontiguousarray(z, dtype=np.float32)
-        if not np.isfinite(z).all():
-            raise ValueError("latents contain NaN or Inf")
-        self._check_stream(z.shape[0], z.shape[-1], 1, "frames")
-        return z
+        self._inputs.check_latents(z, stream_batch=self._stream_batch)
+        return np.ascontiguousarray(z, dtype=np.float32)
 
     def _check_num_codebooks(self, k: Any) -> int:
-        if k is None:
-            return self.num_codebooks
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_codebooks:
-            raise ValueError(f"num_codebooks must be an int in [1, {self.num_codebooks}], got {k!r}")
-        return int(k)
-
-    def _check_stream(self, batch: int, length: int, multiple: int, unit: str) -> None:
-        if self._stream_batch is None:
-            return
-        if batch != self._stream_batch:
-            raise ValueError(f"streaming was opened with batch_size={self._stream_batch}, got a batch of {batch}")
-        if length % multiple:
-            raise ValueError(f"while streaming, chunks must be whole frames: got {length} {unit}, not a multiple "
-                             f"of {multiple} (frame_size={self.frame_size}); buffer until a whole frame is ready")
+        return self.num_codebooks if k is None else self._inputs.check_num_codebooks(k)
 
     # ---- running graphs
     def _run(self, name: str, x: np.ndarray) -> list[np.ndarray]:
@@ -210,8 +181,7 @@ class OnnxCodec:
     def streaming(self, batch_size: int = 1) -> Iterator[None]:
         """Stream whole frames: inside the block every call carries state, and concatenated chunk results equal
         the offline result."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        check_batch_size(batch_size)
         if self._stream_batch is not None:
             raise RuntimeError("already streaming: nested streaming() blocks are not supported")
         self._states = {side: self._initial_state(f"{side}_step", batch_size) for side in ("encoder", "decoder")

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from codec12._checks import check_batch_size
+
 
 class StreamingModule(nn.Module):
     """Base for modules with a per-stream state. ``self._state`` is None when not streaming."""
@@ -46,8 +48,7 @@ def _param_device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
 @contextmanager
 def streaming(module: nn.Module, batch_size: int) -> Iterator[None]:
     """Turn on streaming state in every streaming submodule of ``module`` for the duration of the block."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    check_batch_size(batch_size)
     mods = streaming_modules(module)
     if any(m.is_streaming for m in mods):
         raise RuntimeError("already streaming: nested streaming() blocks are not supported")

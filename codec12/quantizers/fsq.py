@@ -3,6 +3,10 @@
 Each of ``num_dims`` dimensions is tanh-bounded to ``levels`` (odd) values. Training can dither: per sequence,
 quantized / bounded + uniform noise of one step / bounded and unquantized, so that the decoder also accepts
 continuous latents.
+
+Training quantizes through vector-quantize-pytorch's ``FSQ`` (straight-through rounding); ``encode``/``decode``
+compute the same codes and values in plain tensor operations that trace to ONNX, with the library's bound
+(:data:`BOUND_MARGIN`). tests/test_quantizers.py checks them against the library's output.
 """
 
 from __future__ import annotations
@@ -12,6 +16,16 @@ from torch import nn
 from vector_quantize_pytorch import FSQ
 
 from codec12.quantizers.vq import _projection
+
+# vector-quantize-pytorch's FSQ bounds z to tanh(z) * (L - 1) * (1 + margin) / 2 before rounding (the default
+# ``eps`` of ``FSQ.bound``): a level's edge then sits a little inside tanh's range, so the outer levels are reached.
+BOUND_MARGIN = 1e-3
+
+
+def half_range(levels: int) -> float:
+    """The bound's scale for odd ``levels``, ``(levels - 1) * (1 + BOUND_MARGIN) / 2``, in float32 as
+    vector-quantize-pytorch computes it (from an int32 tensor of levels), so the rounding matches it."""
+    return float((torch.tensor(levels, dtype=torch.int32, device="cpu") - 1) * (1 + BOUND_MARGIN) / 2)
 
 
 class ScalarQuantizer(nn.Module):
@@ -23,6 +37,7 @@ class ScalarQuantizer(nn.Module):
         self.num_dims = num_dims
         self.levels = levels
         self.codebook_size = levels
+        self.half_range = half_range(levels)
         self.dither = dither
         self.input_proj = _projection(dim, num_dims)
         self.output_proj = _projection(num_dims, dim)
@@ -39,16 +54,19 @@ class ScalarQuantizer(nn.Module):
 
     def bounded(self, z: torch.Tensor) -> torch.Tensor:
         """The tanh bound FSQ rounds, normalised to [-1, 1], before rounding."""
-        half_l = (self.levels - 1) * (1 + 1e-3) / 2
-        return torch.tanh(z) * (half_l / (self.levels // 2))
+        return torch.tanh(z) * (self.half_range / (self.levels // 2))
 
     def _fsq(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         quantized, indices = self.fsq(z.transpose(1, 2))
         return quantized.transpose(1, 2), indices.transpose(1, 2).long()
 
     def encode(self, x: torch.Tensor, num_levels: int) -> torch.Tensor:
-        """x: [B, dim, T] -> codes int64 [B, num_levels, T] in [0, levels)."""
-        return self._fsq(self.input_proj(x))[1][:, :num_levels]
+        """x: [B, dim, T] -> codes int64 [B, num_levels, T] in [0, levels): the library's codes,
+        ``round(tanh(z) * half_range) + levels // 2`` (in float32 at least, as it rounds)."""
+        z = self.input_proj(x)[:, :num_levels]
+        if z.dtype not in (torch.float32, torch.float64):
+            z = z.float()
+        return (torch.round(torch.tanh(z) * self.half_range) + self.levels // 2).long()
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes: [B, n, T], n <= num_dims; missing dimensions decode as the centre level."""

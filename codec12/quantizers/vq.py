@@ -1,7 +1,9 @@
 """Residual vector quantization on vector-quantize-pytorch codebooks (EMA updates, dead-code replacement).
 
 Training goes through ``vector_quantize_pytorch.VectorQuantize`` (EMA, straight-through/rotation trick,
-commitment loss). Inference picks the nearest entry by Euclidean distance on the same codebooks.
+commitment loss). Inference (``encode``/``decode``) picks the nearest entry by Euclidean distance on the same
+codebooks, read through :mod:`codec12.quantizers.vq_layout` (the one module that knows the library's private
+names), in plain tensor operations that trace to ONNX: the exported graphs run this code.
 """
 
 from __future__ import annotations
@@ -11,9 +13,29 @@ import torch.nn.functional as F
 from torch import nn
 from vector_quantize_pytorch import VectorQuantize
 
+from codec12.quantizers import vq_layout
+
 
 def _projection(dim_in: int, dim_out: int) -> nn.Module:
     return nn.Conv1d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else nn.Identity()
+
+
+def nearest_entry(x: torch.Tensor, entries: torch.Tensor) -> torch.Tensor:
+    """x: [B, T, D], entries: [N, D] -> index of the nearest entry by Euclidean distance, int64 [B, T].
+
+    The matrix-product form of the distance that ``torch.cdist`` uses (its default for more than 25 rows or
+    entries): ``sqrt(max([-2x, |x|^2, 1] @ [e, 1, |e|^2]^T, 0))``, on the same [1, B*T, D] layout, so the indices
+    equal ``torch.cdist(...).argmin`` bit for bit and ties go to the first entry. Written out, it traces to ONNX
+    and needs no [B*T, N, D] difference tensor.
+    """
+    b, t, d = x.shape
+    x = x.reshape(1, -1, d)
+    x_norm = x.pow(2).sum(-1, keepdim=True)
+    e_norm = entries.pow(2).sum(-1, keepdim=True)
+    x_ = torch.cat([x.mul(-2), x_norm, torch.ones_like(x_norm)], dim=-1)
+    e_ = torch.cat([entries, torch.ones_like(e_norm), e_norm], dim=-1)[None]
+    dist = torch.matmul(x_, e_.transpose(1, 2)).clamp_min(0).sqrt()
+    return dist.argmin(dim=-1).reshape(b, t)
 
 
 class ResidualVQ(nn.Module):
@@ -39,7 +61,7 @@ class ResidualVQ(nn.Module):
 
     def codebook(self, level: int) -> torch.Tensor:
         """Entries of one level: [codebook_size, codebook_dim]."""
-        return self.layers[level]._codebook.embed[0]
+        return vq_layout.entries(self.layers[level])
 
     @torch.no_grad()
     def set_codebook(self, level: int, entries: torch.Tensor) -> None:
@@ -48,18 +70,11 @@ class ResidualVQ(nn.Module):
         if entries.shape != self.codebook(level).shape:
             raise ValueError(f"codebook entries must have shape {tuple(self.codebook(level).shape)}, got "
                              f"{tuple(entries.shape)}")
-        codebook = self.layers[level]._codebook
-        codebook.embed[0].copy_(entries)
-        codebook.embed_avg[0].copy_(entries)
-        codebook.cluster_size.fill_(1.0)
-        codebook.initted.fill_(True)
+        vq_layout.write_layer(self.layers[level], entries)
 
     def _nearest(self, level: int, residual: torch.Tensor) -> torch.Tensor:
-        """residual: [B, Dc, T] -> indices [B, T]."""
-        b, dc, t = residual.shape
-        flat = residual.transpose(1, 2).reshape(1, b * t, dc).float()
-        dists = torch.cdist(flat, self.codebook(level)[None].float(), p=2)[0]
-        return dists.argmin(dim=-1).view(b, t)
+        """residual: [B, Dc, T] -> indices [B, T] (in float32 whatever the weights' dtype)."""
+        return nearest_entry(residual.transpose(1, 2).float(), self.codebook(level).float())
 
     def _lookup(self, level: int, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding(indices, self.codebook(level)).transpose(1, 2)
@@ -77,12 +92,20 @@ class ResidualVQ(nn.Module):
         return torch.stack(codes, dim=1)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes: [B, n, T] with n <= num_levels -> [B, dim, T] (zeros when n == 0)."""
+        """codes: [B, n, T] with n <= num_levels -> [B, dim, T] (zeros when n == 0).
+
+        A code equal to ``codebook_size`` stands for no entry: its level adds nothing there. A graph of fixed
+        shape (the ONNX decoder takes every row) decodes fewer levels by filling the others with it."""
         b, n, t = codes.shape
         device, dtype = codes.device, self.codebook(0).dtype if self.layers else torch.float32
         if n == 0:
             return torch.zeros(b, self.dim, t, device=device, dtype=dtype)
-        out = sum(self._lookup(level, codes[:, level]) for level in range(n))
+        out = None
+        for level in range(n):
+            indices = codes[:, level]
+            entries = self._lookup(level, indices.clamp(max=self.codebook_size - 1))
+            entries = entries * (indices < self.codebook_size)[:, None].to(entries.dtype)
+            out = entries if out is None else out + entries
         return self.output_proj(out)
 
     def quantize(self, x: torch.Tensor, num_levels: int,

@@ -112,7 +112,8 @@ class Checkpointing:
         """Load the checkpoint at ``path`` into ``parts`` (weights, EMA, optimizer moments) and the global random
         state; returns its counters."""
         files, state = ckpt.read_checkpoint(path)
-        if state["codec_config"] != self.config.to_dict():
+        # Compared as configs, not as JSON: a checkpoint may leave out fields at their defaults.
+        if CodecConfig.from_dict(state["codec_config"], where=f"{path}/state.json") != self.config:
             raise ValueError(f"{path}: the checkpoint's model differs from the recipe's (model.preset / overrides "
                              f"changed?)")
         load_state_dict_strict(parts.codec, files["model"], f"{path}/model.safetensors")

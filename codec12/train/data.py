@@ -9,81 +9,37 @@ straight run would have seen, with nothing but the step to save, and ranks never
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import logging
 import math
 import signal
-from dataclasses import dataclass
 from pathlib import Path
 
 import soundfile as sf
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from codec12._fs import AUDIO_EXTENSIONS, find_audio_files
+from codec12._fs import AUDIO_EXTENSIONS
 from codec12.audio import load_audio
+from codec12.data.inputs import directory_inputs
+from codec12.data.manifest import ManifestRow, read_manifest
 
 log = logging.getLogger("codec12.train")
 
-@dataclass(frozen=True)
-class AudioItem:
-    path: str
-    text: str | None = None
-    language: str | None = None  # of the transcript (an espeak-ng voice such as "nl" or "en-us"), when known
 
-
-def read_items(source: str | Path) -> list[AudioItem]:
-    """A directory (searched recursively for audio files) or a manifest: ``.jsonl`` lines with ``path`` (and
-    optional ``text`` and its ``language``), or ``.tsv``/``.csv`` with a header naming a ``path`` column (and
-    optional ``text``, ``language``). Relative manifest paths are relative to the manifest."""
+def read_items(source: str | Path) -> list[ManifestRow]:
+    """The training files of a directory (searched recursively) or a manifest (docs/manifests.md: ``text`` and
+    its ``language`` feed the phonetic teacher), in the order found: the draws depend on it."""
     source = Path(source)
     if source.is_dir():
-        items = [AudioItem(str(p)) for p in find_audio_files(source)]
+        items = directory_inputs(source)
     elif source.is_file():
-        items = _read_manifest(source)
+        items = read_manifest(source)
     else:
         raise ValueError(f"{source}: no such directory or manifest")
     if not items:
         raise ValueError(f"{source}: no audio files found (looked for {', '.join(AUDIO_EXTENSIONS[:4])}, ...)")
     return items
-
-
-def _read_manifest(path: Path) -> list[AudioItem]:
-    def resolve(p: str) -> str:
-        q = Path(p)
-        return str(q if q.is_absolute() else path.parent / q)
-
-    items = []
-    if path.suffix == ".jsonl":
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e})") from e
-            if not isinstance(row, dict) or not isinstance(row.get("path"), str):
-                raise ValueError(f"{path}:{n}: each line needs a string 'path'")
-            if not isinstance(row.get("text") or "", str) or not isinstance(row.get("language") or "", str):
-                raise ValueError(f"{path}:{n}: 'text' and 'language' must be strings")
-            items.append(_item(resolve(row["path"]), row.get("text"), row.get("language")))
-    elif path.suffix in (".tsv", ".csv"):
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if path.suffix == ".tsv" else ",")
-            if not reader.fieldnames or "path" not in reader.fieldnames:
-                raise ValueError(f"{path}: the header must name a 'path' column, got {reader.fieldnames}")
-            for row in reader:
-                items.append(_item(resolve(row["path"]), row.get("text"), row.get("language")))
-    else:
-        raise ValueError(f"{path}: a manifest must be .jsonl, .tsv or .csv")
-    return items
-
-
-def _item(path: str, text: str | None, language: str | None) -> AudioItem:
-    # A blank transcript is no transcript: an empty CTC target would teach the head that speech is silence.
-    return AudioItem(path, (text or "").strip() or None, (language or "").strip() or None)
 
 
 def worker_init(_: int) -> None:
@@ -100,7 +56,8 @@ def hash_fraction(name: str) -> float:
     return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def split_items(items: list[AudioItem], fraction: float, max_files: int) -> tuple[list[AudioItem], list[AudioItem]]:
+def split_items(items: list[ManifestRow], fraction: float,
+                max_files: int) -> tuple[list[ManifestRow], list[ManifestRow]]:
     """Hold out files by a hash of their path (stable when files are added), at least one when fraction > 0."""
     if fraction <= 0 or len(items) < 2:
         return items, []
@@ -129,7 +86,7 @@ class AudioCrops(Dataset):
     in :attr:`bad` and replaced by the next file of the epoch; only when every file fails is it an error.
     """
 
-    def __init__(self, items: list[AudioItem], sample_rate: int, channels: int, crop_samples: int, seed: int,
+    def __init__(self, items: list[ManifestRow], sample_rate: int, channels: int, crop_samples: int, seed: int,
                  loudness_db: float | None = -23.0, max_gain_db: float = 30.0, cache: bool = False) -> None:
         if not items:
             raise ValueError("no training files")
@@ -217,7 +174,7 @@ def collate(items: list[dict]) -> dict:
             "language": [it.get("language") for it in items], "path": [it["path"] for it in items]}
 
 
-def load_validation(items: list[AudioItem], sample_rate: int, channels: int, frame_size: int, seconds: float,
+def load_validation(items: list[ManifestRow], sample_rate: int, channels: int, frame_size: int, seconds: float,
                     loudness_db: float | None, max_gain_db: float) -> list[dict]:
     """The first ``seconds`` (whole frames) of each validation file, loudness-normalized; unreadable files are
     logged and left out."""
@@ -236,7 +193,7 @@ def load_validation(items: list[AudioItem], sample_rate: int, channels: int, fra
     return out
 
 
-def probe(items: list[AudioItem]) -> tuple[list[AudioItem], dict[str, str]]:
+def probe(items: list[ManifestRow]) -> tuple[list[ManifestRow], dict[str, str]]:
     """Drop files whose header cannot be read (cheap check before training); -> (good items, {path: reason})."""
     good, bad = [], {}
     for item in items:

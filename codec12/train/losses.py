@@ -2,8 +2,9 @@
 
 Reconstruction (``l1``, ``stft``, ``mel``, ``phase``), the quantizer's ``commitment``, the inverse-STFT decoder's
 ``consistency``, a harmonic decoder's ``f0`` and ``voicing`` against the pitch teacher, the distiller's losses and,
-per discriminator (``msstft``, ``mpd``), ``adv_*`` and ``feat_*``. The codec, the distiller and the optimizers are
-the trainer's; this part owns the loss modules, the discriminators and the balancer that weighs the losses.
+per discriminator (``msstft``, ``mpd``), ``adv_*`` and ``feat_*`` (the list: :mod:`codec12.train.loss_names`). The
+codec, the distiller and the optimizers are the trainer's; this part owns the loss modules, the discriminators and
+the balancer that weighs the losses.
 """
 
 from __future__ import annotations
@@ -29,10 +30,8 @@ from codec12.losses import (
     VoicingLoss,
 )
 from codec12.losses.pitch import f0_error
+from codec12.train.loss_names import RECONSTRUCTION
 from codec12.train.recipe import Recipe
-
-RECONSTRUCTION = ("l1", "stft", "mel", "phase")
-DISCRIMINATORS = ("msstft", "mpd")
 
 
 class TrainingLosses:
@@ -88,8 +87,7 @@ class TrainingLosses:
         elif self.train_consistency:
             raise ValueError("losses.weights.consistency: the spectral consistency loss needs the inverse-STFT "
                              "decoder (istft in the model config); this model has the SEANet decoder")
-        self.balancer = Balancer(weights, r.losses.weight_schedules())
-        self._names_checked = False  # the weights' names are checked against the first step's losses
+        self.balancer = Balancer(weights, r.losses.schedules)
 
     def reconstruction(self, pred: torch.Tensor, target: torch.Tensor, names) -> dict[str, torch.Tensor]:
         fns = {"l1": self.l1, "stft": self.stft, "mel": self.mel, "phase": self.phase}
@@ -124,7 +122,8 @@ class TrainingLosses:
                   pitch: PitchTarget | None = None) -> dict[str, torch.Tensor]:
         """The generator's losses at ``step`` by name (unweighted), for the codec's output ``out`` of ``wav``;
         ``extra``: losses computed elsewhere (the distiller's); ``pitch``: the pitch teacher's target for ``wav``
-        (harmonic decoders). The first call checks the recipe's weights against the names."""
+        (harmonic decoders). The names are :mod:`codec12.train.loss_names`' (the recipe checked its weights
+        against them when it loaded)."""
         audio = out.audio.float()
         active = [n for n in RECONSTRUCTION if self.balancer.weights.get(n, 0.0) or n in self.balancer.schedules]
         losses = self.reconstruction(audio, wav, active)
@@ -139,8 +138,6 @@ class TrainingLosses:
                 g = adv.generator_loss(audio, wav)
                 losses[f"adv_{name}"] = g.adversarial
                 losses[f"feat_{name}"] = g.feature_matching
-        if not self._names_checked:
-            self._check_names(losses)
         return losses
 
     def total(self, losses: dict[str, torch.Tensor], step: int) -> torch.Tensor:
@@ -150,18 +147,3 @@ class TrainingLosses:
     def discriminator(self, fake: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each discriminator's loss on generated (detached) and real audio, as ``disc_<name>``."""
         return {f"disc_{n}": adv.discriminator_loss(fake, real) for n, adv in self.adversaries.items()}
-
-    def _check_names(self, losses: dict) -> None:
-        possible = set(RECONSTRUCTION) | {"commitment", "consistency", "f0", "voicing"} | set(losses)
-        possible |= {f"{kind}_{d}" for d in DISCRIMINATORS for kind in ("adv", "feat")}
-        # A weight of 0 (with no schedule to raise it) means "not in the objective": a loss this run does not
-        # compute may have one, so a recipe's zero weights can stay when its teacher is switched off.
-        unknown = sorted(n for n, w in self.balancer.weights.items()
-                         if n not in possible and (w != 0 or n in self.balancer.schedules))
-        if unknown:
-            raise ValueError(f"losses.weights names {unknown}, but this run computes no such loss (it computes "
-                             f"{sorted(possible)})")
-        missing = sorted(set(losses) - set(self.balancer.weights))
-        if missing:
-            raise ValueError(f"losses {missing} are computed but have no weight in losses.weights")
-        self._names_checked = True

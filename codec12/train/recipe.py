@@ -3,30 +3,32 @@
 ``load_recipe(path, overrides)`` resolves the ``base`` chain (paths relative to the file naming them; a bare
 name with no such file is a recipe bundled in ``codec12/recipes/``), deep-merges each file over its base (objects
 merge, everything else replaces), applies ``--set a.b=value`` overrides and validates the result into a frozen
-:class:`Recipe`. Unknown keys are errors naming the key.
-Free-form sections: ``model.overrides`` (checked by :class:`~codec12.config.CodecConfig`), ``losses.weights``
-and ``losses.schedules`` (checked against the losses a run computes) and ``distill`` (checked by
-``codec12.distill``).
+:class:`Recipe` (:mod:`codec12._dataclass_io`, by the fields' types). Unknown keys are errors naming the key.
+Sections whose keys the types leave open: ``model.overrides`` (checked by :class:`~codec12.config.CodecConfig`),
+``losses.weights`` and ``losses.schedules`` (loss names, checked against the losses the trainer computes,
+:mod:`codec12.train.loss_names`) and ``distill`` (a :data:`codec12.distill.DistillConfig`, whose keys depend on its
+``teacher``).
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from codec12._dataclass_io import check_types, field_hint, holds_objects, keys_fixed, load, to_plain
 from codec12.config import CodecConfig
+from codec12.distill.build import TEACHER_LOSSES, DistillConfig
 from codec12.losses.adversarial import FEATURE_MATCHING, GAN_LOSSES
 from codec12.losses.balancer import WeightSchedule
+from codec12.train.loss_names import GENERATOR_LOSSES
 
 # Bundled recipes ship inside the package, so ``codec12 train tiny-16k-cpu`` works from an installed wheel.
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 CODEC_PARTS = ("encoder", "encoder_transformer", "downsample", "quantizer", "upsample", "decoder_transformer",
                "decoder")
-_FREE_FORM = {("model", "overrides"), ("losses", "weights"), ("losses", "schedules"), ("distill",)}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,16 +56,12 @@ class ModelRecipe:
     freeze: tuple[str, ...] = ()
 
     def __post_init__(self):
-        if not isinstance(self.overrides, dict):
-            raise ValueError(f"model.overrides must be an object of CodecConfig fields, got {self.overrides!r}")
-        if self.init is not None and (not isinstance(self.init, str) or not self.init):
-            raise ValueError(f"model.init must be a path or model name, got {self.init!r}")
-        strings = all(isinstance(p, str) for p in self.init_fresh)
-        unknown = sorted(p for p in self.init_fresh if p.split(".")[0] not in CODEC_PARTS or "" in p.split(".")) \
-            if strings else []
-        if unknown or not strings:
-            raise ValueError(f"model.init_fresh: unknown parts {unknown or list(self.init_fresh)} (parts: "
-                             f"{list(CODEC_PARTS)})")
+        check_types(self, "model")
+        if self.init == "":
+            raise ValueError("model.init must be a path or model name, got ''")
+        unknown = sorted(p for p in self.init_fresh if p.split(".")[0] not in CODEC_PARTS or "" in p.split("."))
+        if unknown:
+            raise ValueError(f"model.init_fresh: unknown parts {unknown} (parts: {list(CODEC_PARTS)})")
         bad = sorted(p for p in self.freeze if p not in CODEC_PARTS)
         if bad:
             raise ValueError(f"model.freeze: unknown parts {bad} (parts: {list(CODEC_PARTS)})")
@@ -74,8 +72,7 @@ class ModelRecipe:
 
     def codec_config(self) -> CodecConfig:
         base = CodecConfig.from_preset(self.preset).to_dict()
-        base.setdefault("istft", None)  # optional block: an override may add it
-        merged = _merge(base, self.overrides, "model.overrides", strict=True)
+        merged = _merge(base, self.overrides, "model.overrides", CodecConfig)
         return CodecConfig.from_dict(merged, where="model.overrides")
 
 
@@ -100,6 +97,7 @@ class DataRecipe:
     cache: bool = False
 
     def __post_init__(self):
+        check_types(self, "data")
         if not 0.0 <= self.valid_fraction < 1.0:
             raise ValueError(f"data.valid_fraction must be in [0, 1), got {self.valid_fraction}")
         for name in ("crop_frames", "batch_size", "valid_max_files"):
@@ -111,15 +109,16 @@ class DataRecipe:
 
 @dataclass(frozen=True, kw_only=True)
 class LossRecipe:
-    """weights: loss name -> weight (0 = logged only; a harmonic decoder needs ``f0``, and ``voicing``, to train
-    its pitch head against its pitch teacher); schedules: name -> WeightSchedule fields;
+    """weights: loss name (:mod:`codec12.train.loss_names`, or the distill section's) -> weight (0 = not in the
+    objective, logged only; a harmonic decoder needs ``f0``, and ``voicing``, to train its pitch head against its
+    pitch teacher); schedules: loss name -> :class:`~codec12.losses.balancer.WeightSchedule` of its weight;
     gan: ``hinge`` or ``lsgan``; feature_matching: ``l1`` or ``relative`` (each layer's L1 over the mean
     magnitude of its real features); stft_*/mel_*/phase_*: resolutions of the reconstruction losses."""
 
-    weights: dict = field(default_factory=lambda: {
+    weights: dict[str, float] = field(default_factory=lambda: {
         "l1": 0.0, "stft": 1.0, "mel": 1.0, "phase": 0.0, "consistency": 0.0, "f0": 0.0, "voicing": 0.0,
         "commitment": 1.0, "adv_msstft": 1.0, "feat_msstft": 1.0, "adv_mpd": 0.0, "feat_mpd": 0.0})
-    schedules: dict = field(default_factory=dict)
+    schedules: dict[str, WeightSchedule] = field(default_factory=dict)
     gan: str = "hinge"
     feature_matching: str = "l1"
     stft_fft_sizes: tuple[int, ...] = (2048, 1024, 512, 256)
@@ -128,22 +127,17 @@ class LossRecipe:
     phase_fft_sizes: tuple[int, ...] = (1024, 512)
 
     def __post_init__(self):
+        check_types(self, "losses")
         if self.gan not in GAN_LOSSES:
             raise ValueError(f"losses.gan must be 'hinge' or 'lsgan', got {self.gan!r}")
         if self.feature_matching not in FEATURE_MATCHING:
             raise ValueError(f"losses.feature_matching must be 'l1' or 'relative', got {self.feature_matching!r}")
         for name, w in self.weights.items():
-            if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+            if w < 0:
                 raise ValueError(f"losses.weights.{name} must be a number >= 0, got {w!r}")
-        self.weight_schedules()
-
-    def weight_schedules(self) -> dict[str, WeightSchedule]:
-        out = {}
-        for name, spec in self.schedules.items():
-            if not isinstance(spec, dict):
-                raise ValueError(f"losses.schedules.{name} must be an object, got {spec!r}")
-            out[name] = _build(WeightSchedule, spec, f"losses.schedules.{name}")
-        return out
+        unweighted = sorted(set(self.schedules) - set(self.weights))
+        if unweighted:
+            raise ValueError(f"losses.schedules names {unweighted}, which have no entry in losses.weights")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -159,6 +153,7 @@ class DiscriminatorRecipe:
     start_step: int = 0
 
     def __post_init__(self):
+        check_types(self, "discriminators")
         if self.msstft_channels < 1 or self.mpd_channels < 1 or self.start_step < 0:
             raise ValueError("discriminators: channels must be >= 1 and start_step >= 0")
 
@@ -179,18 +174,14 @@ class OptimRecipe:
     betas: tuple[float, float] = (0.8, 0.99)
     weight_decay: float = 0.01
     warmup_steps: int = 500
-    schedule: str = "cosine"
-    disc_schedule: str | None = None
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    disc_schedule: Literal["cosine", "linear", "constant"] | None = None
     min_lr_ratio: float = 0.1
     grad_clip: float = 1.0
     disc_grad_clip: float = 1.0
 
     def __post_init__(self):
-        if self.schedule not in ("cosine", "linear", "constant"):
-            raise ValueError(f"optim.schedule must be 'cosine', 'linear' or 'constant', got {self.schedule!r}")
-        if self.disc_schedule not in (None, "cosine", "linear", "constant"):
-            raise ValueError("optim.disc_schedule must be 'cosine', 'linear', 'constant' or null, "
-                             f"got {self.disc_schedule!r}")
+        check_types(self, "optim")
         if self.lr <= 0 or self.disc_lr <= 0 or len(self.betas) != 2:
             raise ValueError("optim: lr and disc_lr must be > 0 and betas a pair")
         if self.head_lr is not None and not self.head_lr > 0:
@@ -218,23 +209,25 @@ class TrainRecipe:
     max_bad_steps: int = 10
     export: bool = True
     audio_samples: int = 2
-    device: str = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = None
     teacher_forced_f0: bool = False
 
     def __post_init__(self):
+        check_types(self, "train")
         for name in ("steps", "log_every", "valid_every", "checkpoint_every", "keep_checkpoints", "max_bad_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class Recipe:
-    """A whole training run. ``distill`` is the ``codec12.distill`` section (null: no distillation)."""
+    """A whole training run. ``distill``: the teacher of semantic distillation (:mod:`codec12.distill`; null:
+    none). The loss names of ``losses.weights`` are checked here: each must be a loss the trainer knows, and a
+    non-zero weight (or a schedule) needs a loss this run computes; a weight of 0 means "not in the objective", so
+    it may stay for a loss the run does not compute (a teacher switched off)."""
 
     description: str = ""
     seed: int = 0
@@ -244,66 +237,55 @@ class Recipe:
     discriminators: DiscriminatorRecipe = field(default_factory=DiscriminatorRecipe)
     optim: OptimRecipe = field(default_factory=OptimRecipe)
     train: TrainRecipe = field(default_factory=TrainRecipe)
-    distill: dict | None = None
+    distill: DistillConfig | None = None
+
+    def __post_init__(self):
+        check_types(self, "")
+        _check_loss_names(self.losses, self.distill)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
+        return to_plain(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "recipe") -> "Recipe":
-        data = {k: v for k, v in data.items() if k != "base"}
-        return _build(cls, data, where)
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
+        return load(cls, {k: v for k, v in data.items() if k != "base"}, where)
 
     def replace(self, **sections) -> "Recipe":
         """Copy with values replaced: ``recipe.replace(train={"steps": 2})`` merges into the section."""
-        return Recipe.from_dict(_merge(self.to_dict(), sections, "replace", strict=True))
+        return Recipe.from_dict(_merge(self.to_dict(), sections, "replace", Recipe))
 
 
-_SECTIONS = {"model": ModelRecipe, "data": DataRecipe, "losses": LossRecipe, "discriminators": DiscriminatorRecipe,
-             "optim": OptimRecipe, "train": TrainRecipe}
-
-
-def _build(cls, data: dict, where: str):
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected an object, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+def _check_loss_names(losses: LossRecipe, distill: DistillConfig | None) -> None:
+    computed = set(GENERATOR_LOSSES) | ({distill.weight_name} if distill is not None else set())
+    known = computed | set(TEACHER_LOSSES)
+    unknown = sorted(set(losses.weights) - known)
     if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown} (known: {sorted(fields)})")
-    kwargs = {}
-    for name, value in data.items():
-        if cls is Recipe and name in _SECTIONS:
-            value = _build(_SECTIONS[name], value, f"{where}.{name}")
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[name] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from e
+        raise ValueError(f"losses.weights names {unknown}, which no run computes (the losses: {sorted(known)}; a "
+                         f"distill section's weight_name names its own)")
+    idle = sorted(n for n, w in losses.weights.items() if n not in computed and (w != 0 or n in losses.schedules))
+    if idle:
+        raise ValueError(f"losses.weights names {idle}, but this run computes no such loss (it computes "
+                         f"{sorted(computed)}); a weight of 0 with no schedule leaves a loss out")
+    if distill is not None and distill.weight_name not in losses.weights:
+        raise ValueError(f"losses.weights has no weight for {distill.weight_name!r}, the loss of the distill "
+                         f"section (e.g. --set losses.weights.{distill.weight_name}=1)")
 
 
-def _plain(x):
-    if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
-    if isinstance(x, (tuple, list)):
-        return [_plain(v) for v in x]
-    return x
-
-
-def _merge(base: dict, update: dict, where: str, strict: bool, path: tuple[str, ...] = ()) -> dict:
-    """Deep-merge ``update`` into a copy of ``base``. ``strict``: keys must exist in ``base`` except below
-    free-form sections."""
+def _merge(base: dict, update: dict, where: str, cls, path: tuple[str, ...] = ()) -> dict:
+    """Deep-merge ``update`` into a copy of ``base`` (objects merge, everything else replaces): the JSON forms of
+    dataclass ``cls``. A key ``base`` lacks is an error where the types fix the keys (not below ``losses.weights``,
+    ``model.overrides``...)."""
     if not isinstance(update, dict):
         raise ValueError(f"{where}: expected an object at {'.'.join(path) or 'top level'}, got {update!r}")
     out = copy.deepcopy(base)
     for key, value in update.items():
         sub = path + (key,)
-        free = any(path[:len(f)] == f for f in _FREE_FORM)
-        if strict and key not in out and not free:
+        if key not in out and keys_fixed(cls, path):
             raise ValueError(f"{where}: unknown key {'.'.join(sub)!r}")
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value, where, strict, sub)
+            out[key] = _merge(out[key], value, where, cls, sub)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -354,8 +336,8 @@ def read_recipe_file(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str
     if not base_path.is_file():  # a bundled recipe by name: {"base": "base.json"} in a recipe of your own
         base_path = _bundled(Path(base_name)) or base_path
     base = read_recipe_file(base_path, _seen + (path,))
-    # The base is complete; a derived recipe may not invent keys (typos), except in free-form sections.
-    return _merge(base, data, str(path), strict=True)
+    # The base is complete; a derived recipe may not invent keys (typos), except where the types leave them open.
+    return _merge(base, data, str(path), Recipe)
 
 
 def coerce(value: str, current: Any, key: str) -> Any:
@@ -395,17 +377,20 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
         node = data
         for i, part in enumerate(parts[:-1]):
             sub = tuple(parts[:i + 1])
-            free = any(sub[:len(f)] == f for f in _FREE_FORM) or any(sub == f[:len(sub)] for f in _FREE_FORM)
             if part not in node or node[part] is None:
-                if not free:
-                    raise ValueError(f"--set {key}: unknown key {'.'.join(sub)!r}")
+                # A new object: a key of an open section, or a field that holds one (``distill`` when null).
+                if keys_fixed(Recipe, sub[:-1]):
+                    hint = field_hint(Recipe, sub)
+                    if hint is None:
+                        raise ValueError(f"--set {key}: unknown key {'.'.join(sub)!r}")
+                    if not holds_objects(hint):
+                        raise ValueError(f"--set {key}: {'.'.join(sub)!r} is not an object")
                 node[part] = {}
             node = node[part]
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: {'.'.join(sub)!r} is not an object")
         last = parts[-1]
-        in_free = any(tuple(parts[:-1])[:len(f)] == f for f in _FREE_FORM)
-        if last not in node and not in_free:
+        if last not in node and keys_fixed(Recipe, tuple(parts[:-1])):
             raise ValueError(f"--set {key}: unknown key {key!r}")
         node[last] = coerce(value, node.get(last), key)
     return data
@@ -414,6 +399,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Recipe file (+ base chain) + ``--set`` overrides -> validated :class:`Recipe`."""
     data = read_recipe_file(path)
-    data = _merge(Recipe().to_dict(), data, str(path), strict=True)
+    data = _merge(Recipe().to_dict(), data, str(path), Recipe)
     data = apply_overrides(data, overrides)
     return Recipe.from_dict(data, where=str(path))

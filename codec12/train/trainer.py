@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from codec12 import distill
 from codec12.codec import Codec, CodecOutput
 from codec12.config import CodecConfig
+from codec12.distill.build import DistillConfig
 from codec12.export.release import export_release
 from codec12.quantizers.vq import ResidualVQ
 from codec12.train.checkpointing import Checkpointing, Progress, TrainedParts
@@ -48,7 +49,8 @@ from codec12.train.data import (
     worker_init,
 )
 from codec12.train.distributed import Ranks
-from codec12.train.losses import RECONSTRUCTION, TrainingLosses
+from codec12.train.loss_names import RECONSTRUCTION
+from codec12.train.losses import TrainingLosses
 from codec12.train.recipe import Recipe, load_recipe
 from codec12.train.runlog import RunLog, codebook_metrics
 
@@ -72,7 +74,7 @@ class NonFiniteError(RuntimeError):
 
 def run(recipe: Recipe | str | os.PathLike, out_dir: str | os.PathLike, *, resume: bool = False,
         overrides: list[str] | tuple[str, ...] = (), until_step: int | None = None,
-        build_distiller: Callable[[dict, Codec], nn.Module] | None = None,
+        build_distiller: Callable[[DistillConfig, Codec], nn.Module] | None = None,
         progress: bool = True) -> TrainResult:
     """Train a codec as ``recipe`` says, writing logs, checkpoints and a release under ``out_dir``.
 
@@ -155,7 +157,7 @@ class _Trainer:
     initialises them, and trains (:meth:`fit`)."""
 
     def __init__(self, recipe: Recipe, out_dir: Path, *, resume: bool,
-                 build_distiller: Callable[[dict, Codec], nn.Module] | None, progress: bool) -> None:
+                 build_distiller: Callable[[DistillConfig, Codec], nn.Module] | None, progress: bool) -> None:
         self.recipe = recipe
         self.out_dir = out_dir
         self.show_progress = progress
@@ -182,7 +184,7 @@ class _Trainer:
             self.codec = Codec.from_config(self.config).to(device).train()
             self.distiller: nn.Module | None = None
             if r.distill is not None:
-                self.distiller = build_distiller(dict(r.distill), self.codec).to(device).train()
+                self.distiller = build_distiller(r.distill, self.codec).to(device).train()
             self.losses = TrainingLosses(r, self.config, device)
             if r.model.init is not None and self.checkpoints.resume_from is None:
                 self.checkpoints.initialise(r.model.init, self.codec, self.losses.adversaries, self.distiller)
