@@ -11,7 +11,8 @@
 - ``encoder_step.onnx`` / ``decoder_step.onnx`` / ``decoder_latents_step.onnx``: one or more whole frames plus
   every streaming state tensor (``state.<name>``) in, outputs plus the next state (``new_state.<name>``) out.
 - ``codec12_onnx.json``: inputs, outputs, state names/shapes/dtypes/initial values, sample rate, frame size,
-  codebook sizes, opset and the source config hash. :class:`codec12.export.runtime.OnnxCodec` reads it.
+  codebook sizes, opset and the source's config and weights hashes (what names the model a dataset tokenized
+  through the export was made with). :class:`codec12.export.runtime.OnnxCodec` reads it.
 
 Exporter choice: torch's TorchScript-based exporter (``dynamo=False``). Tracing records tensor sizes as graph
 operations, so the frame padding, the causal-conv trims and the attention masks follow the dynamic batch
@@ -359,6 +360,7 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             "format_version": SIDECAR_FORMAT_VERSION,
             "model": cfg.name,
             "config_hash": source_hash,
+            "weights_hash": codec.weights_hash(),
             "config": codec.config.to_dict(),
             "sample_rate": cfg.sample_rate,
             "channels": c,
