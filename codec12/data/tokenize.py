@@ -39,7 +39,7 @@ from codec12.data.dataset_format import (
 from codec12.data.detokenize import DetokenizeSummary, detokenize_dataset
 from codec12.data.inputs import AudioInput, id_problem, partition
 from codec12.data.locking import partition_lock
-from codec12.data.plan import GPU_SHARE, WorkPlan, load_cost, plan_work, work_budget
+from codec12.data.plan import GPU_SHARE, WorkPlan, load_cost, plan_work, resident_bytes, work_budget
 from codec12.export.runtime import OnnxCodec
 
 log = logging.getLogger(__name__)
@@ -467,9 +467,9 @@ def _plan(config, runtime: str, device: torch.device, options: TokenizeOptions) 
     plan = plan_work(config, budget, runtime=runtime, device_type=device.type, activation_bytes=activations,
                      max_batch_seconds=options.max_batch_seconds, chunk_seconds=options.chunk_seconds,
                      loading_files=1 + _PREFETCH * options.workers)
-    log.info("memory budget %.0f MiB: batches of up to %.1f s of audio; longer files in streaming chunks of %.2f s, "
-             "read block by block past %.0f MiB", budget / 2**20, plan.batch_seconds, plan.chunk_seconds,
-             plan.load_bytes / 2**20)
+    log.info("memory budget %.0f MiB over the %.0f MiB held at the start: batches of up to %.1f s of audio; longer "
+             "files in streaming chunks of %.2f s, read block by block past %.0f MiB", budget / 2**20,
+             resident_bytes() / 2**20, plan.batch_seconds, plan.chunk_seconds, plan.load_bytes / 2**20)
     return plan
 
 
