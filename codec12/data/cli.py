@@ -100,9 +100,8 @@ def _model(name: str, runtime: str, device: str, threads: int, auto: bool) -> It
     ONNX export directory is run as it is; a model is exported to a temporary directory first (removed at the
     end)."""
     from codec12 import Codec
-    from codec12.export.runtime import SIDECAR_NAME
 
-    is_export = (Path(name) / SIDECAR_NAME).is_file()
+    is_export = _is_export(name)
     if runtime == "torch":
         if is_export:
             raise CLIError(f"{name} is an ONNX export: tokenize through it with --runtime onnx, or give the model "
