@@ -8,9 +8,11 @@ Each case is ``PRESET:MINUTES``: a model of the preset with random weights (memo
 ``micro`` is the test suite's size) tokenizes one generated file of that length (written a minute at a time,
 never whole in memory; at ``--rate``, the model's by default) with ``codec12 tokenize`` in a child process, one
 thread, no worker processes. The child reports its own peak resident set (VmHWM in /proc/self/status:
-``getrusage``'s ru_maxrss for children would also count this process's pages copied by the fork before exec).
-Printed per case: the peak, the target (``--target-mb``, 1536 by default: the default budget) and whether the
-peak is under it, with the wall time. Without /proc (not Linux), the child's ru_maxrss is printed instead.
+``getrusage``'s ru_maxrss for children would also count this process's pages copied by the fork before exec;
+without /proc, not Linux, that is printed instead). With ``--runtime onnx`` the model is exported beforehand
+and tokenize runs the export directory (``--export-in-run``: tokenize exports it itself, and the export's own
+peak counts). Printed per case: the peak, the target (``--target-mb``, 1536 by default: the default budget) and
+whether the peak is under it, with the wall time and the plan tokenize logged.
 """
 
 from __future__ import annotations
@@ -55,8 +57,19 @@ def peak_rss(args: list[str]) -> tuple[float, float, int, str]:
     return peak, wall, proc.returncode, proc.stderr
 
 
+def export_once(model_dir: Path, out: Path) -> Path:
+    if not out.exists():
+        from codec12 import Codec
+        from codec12.export import export_onnx
+
+        export_onnx(Codec.from_pretrained(model_dir), out)
+    return out
+
+
 def run_case(preset: str, minutes: float, args: argparse.Namespace, work: Path) -> bool:
     model_dir = save_random_model(preset, work / f"model-{preset}")
+    if args.runtime == "onnx" and not args.export_in_run:
+        model_dir = export_once(model_dir, work / f"onnx-{preset}")
     rate = args.rate or config_of(preset).sample_rate
     path = work / f"long-{minutes:g}min-{rate}.wav"
     write_long(path, minutes, rate)
@@ -82,6 +95,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", default="c12-mimi-24k:1,c12-mimi-24k:60", help="PRESET:MINUTES,...")
     parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--export-in-run", action="store_true",
+                        help="with --runtime onnx, give tokenize the model, to export in its run (default: an export "
+                             "made beforehand, as for a dataset of many runs)")
     parser.add_argument("--rate", type=int, default=None, help="the files' sample rate (default: the model's)")
     parser.add_argument("--max-memory-mb", type=float, default=None, help="passed to codec12 tokenize")
     parser.add_argument("--target-mb", type=float, default=1536.0, help="the peak each case must stay under")
