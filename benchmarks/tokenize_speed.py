@@ -1,155 +1,108 @@
-"""Tokenization throughput (x real time) and peak memory of `codec12 tokenize` on this machine.
+"""Tokenize's throughput against the model's own on the same files, and where tokenize's time goes.
 
-    .venv/bin/python benchmarks/tokenize_speed.py                      # throughput + long-file memory
-    .venv/bin/python benchmarks/tokenize_speed.py --long ''            # throughput only
-    .venv/bin/python benchmarks/tokenize_speed.py --presets '' --long c12-tiny-16k:60   # 1 hour, full tiny model
+    .venv/bin/python benchmarks/tokenize_speed.py                       # c12-tiny-16k, c12-mimi-24k; 16, 44.1 kHz
+    .venv/bin/python benchmarks/tokenize_speed.py --runtime onnx        # through the ONNX export
+    .venv/bin/python benchmarks/tokenize_speed.py --presets micro --files 4 --seconds 2    # a quick check
 
-Models have random weights (speed does not depend on them), saved to a temporary directory. Throughput:
-``--files`` speech-like files of ``--seconds`` each, half at the model rate and half at 44.1 kHz (so the
-resampling in the DataLoader worker is part of it), tokenized by ``tokenize_dataset`` in this process.
-Memory: ``codec12 tokenize`` run as a child process on one generated file per ``--long`` entry (written block by
-block, never held in memory); the peak RSS of each child is printed. Files longer than 60 s are streamed, so
-their peak should not grow with their length.
+For each preset and input rate, ``--files`` speech-like files (``--seconds`` long on average, lengths spread by
++-20 %) are written at that rate. The model's throughput: ``Codec.encode`` (``OnnxCodec.encode`` with
+``--runtime onnx``) on each file alone, read and resampled beforehand and not timed: what the model does.
+Tokenize's: ``tokenize_dataset`` on the same files from disk: reading and resampling (in ``--workers``
+processes), batching, encoding, writing Parquet. The ratio of the two is printed with where tokenize's wall time
+went: the main process reading audio or waiting for the workers, encoding, writing shards, and the rest. The
+model is timed before and after tokenize and the mean taken; other work on the machine still moves the numbers,
+so take them on an idle machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import soundfile as sf
 import torch
 
-from codec12 import Codec, CodecConfig
-from codec12.data import TokenizeOptions, discover_inputs, tokenize_dataset
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tokenize_common import save_random_model, speechlike  # noqa: E402
+
+from codec12 import Codec, load_audio  # noqa: E402
+from codec12.data import TokenizeOptions, discover_inputs, tokenize_dataset  # noqa: E402
+from codec12.export import OnnxCodec, export_onnx  # noqa: E402
 
 
-def speechlike(seconds: float, sample_rate: int, seed: int = 0, offset: float = 0.0) -> np.ndarray:
-    """Speech-like audio [T]: a gliding harmonic tone with a syllable envelope and a little noise."""
-    rng = np.random.default_rng(seed)
-    t = offset + np.arange(int(round(seconds * sample_rate))) / sample_rate
-    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + seed)
-    phase = 2 * np.pi * np.cumsum(f0) / sample_rate
-    voice = sum(np.sin(k * phase) / k for k in range(1, 8))
-    env = 0.5 * (1 + np.sin(2 * np.pi * 3.0 * t)) ** 2
-    return (0.15 * voice * env + 0.01 * rng.standard_normal(t.shape)).astype(np.float32)
-
-
-def write_long(path: Path, hours: float, sample_rate: int) -> None:
-    """Write ``hours`` of audio in one-minute blocks (the file is never whole in memory)."""
-    total = int(hours * 3600 * sample_rate)
-    with sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16") as f:
-        for i, start in enumerate(range(0, total, 60 * sample_rate)):
-            n = min(60 * sample_rate, total - start)
-            f.write(speechlike(n / sample_rate, sample_rate, seed=i))
-
-
-def micro_config() -> CodecConfig:
-    """A codec of a few thousand parameters (the test suite's size): the memory of a long file's run then
-    shows what the tokenizer itself holds (blocks, chunks, codes), with little model time."""
-    from codec12 import QuantizerConfig, SEANetConfig, TransformerConfig
-
-    return CodecConfig(
-        name="micro-16k", sample_rate=16000,
-        seanet=SEANetConfig(dimension=32, n_filters=4, ratios=(8, 5, 4, 4)),
-        transformer=TransformerConfig(d_model=32, num_heads=2, num_layers=2, dim_feedforward=64, context=7),
-        latent_dim=32, quantizer=QuantizerConfig(semantic_codebook_size=64, semantic_dim=8, num_acoustic=3,
-                                                 acoustic_codebook_size=32, acoustic_dim=8))
-
-
-def config_of(preset: str) -> CodecConfig:
-    return micro_config() if preset == "micro" else CodecConfig.from_preset(preset)
-
-
-def save_random_model(preset: str, directory: Path) -> Path:
-    torch.manual_seed(0)
-    Codec.from_config(config_of(preset)).eval().save_pretrained(directory)
-    return directory
-
-
-def throughput(preset: str, files: int, seconds: float, workers: int, batch_size: int, work: Path) -> None:
-    model_dir = save_random_model(preset, work / f"model-{preset}")
-    codec = Codec.from_pretrained(model_dir)
-    data = work / f"data-{preset}"
-    data.mkdir()
+def write_files(directory: Path, files: int, seconds: float, rate: int) -> None:
+    directory.mkdir(parents=True)
     for i in range(files):
-        rate = codec.sample_rate if i % 2 == 0 else 44100
-        sf.write(str(data / f"utt{i:04d}.wav"), speechlike(seconds * (0.8 + 0.4 * i / max(1, files - 1)), rate,
-                                                           seed=i), rate)
+        length = seconds * (0.8 + 0.4 * i / max(1, files - 1))
+        sf.write(str(directory / f"utt{i:04d}.wav"), speechlike(length, rate, seed=i), rate)
+
+
+def model_seconds(model, wavs: list) -> float:
+    """Wall time of encoding each clip alone."""
+    start = time.perf_counter()
+    for wav in wavs:
+        model.encode(wav[None])
+    return time.perf_counter() - start
+
+
+def run(preset: str, rate: int, args: argparse.Namespace, work: Path) -> None:
+    codec = Codec.from_pretrained(save_random_model(preset, work / f"model-{preset}"))
+    if args.runtime == "onnx":
+        export = work / f"onnx-{preset}"
+        if not export.exists():
+            export_onnx(codec, export)
+        model = OnnxCodec(export, num_threads=torch.get_num_threads())
+    else:
+        model = codec
+    data = work / f"data-{preset}-{rate}"
+    write_files(data, args.files, args.seconds, rate)
     inputs = discover_inputs(data)
-    options = TokenizeOptions(workers=workers, batch_size=batch_size, progress=False)
-    # Warm-up (thread pools, allocator) on a copy of two files, not counted.
-    tokenize_dataset(inputs[:2], work / f"warm-{preset}", codec, options)
-    summary = tokenize_dataset(inputs, work / f"out-{preset}", codec, options)
-    print(f"{preset:14s} {summary.ok:4d} files, {summary.audio_seconds:7.1f} s of audio in {summary.elapsed_s:6.1f} s"
-          f" -> {summary.real_time_factor:6.1f}x real time, {summary.ok / summary.elapsed_s:6.2f} files/s "
-          f"({torch.get_num_threads()} threads, workers={workers}, batch={batch_size})", flush=True)
-
-
-# The child reports its own high-water mark: ru_maxrss from wait4 would also count the copy of this (large)
-# process that existed between fork and exec.
-_CHILD = """
-import sys
-from codec12.cli import main
-rc = main(sys.argv[1:])
-hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print("VMHWM_KB", int(hwm.split()[1]), file=sys.stderr)
-sys.exit(rc)
-"""
-
-
-def peak_rss(args: list[str]) -> tuple[float, float, int]:
-    """Run ``codec12 tokenize ARGS`` in a child process; (peak RSS in MiB, wall seconds, exit status)."""
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, "tokenize", *args], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True)
-    if proc.returncode:
-        print(proc.stderr[-2000:], file=sys.stderr)
-    kb = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("VMHWM_KB")]
-    return (kb[0] / 1024 if kb else float("nan")), time.monotonic() - start, proc.returncode
-
-
-def long_file_memory(preset: str, minutes: float, work: Path) -> None:
-    model_dir = work / f"model-long-{preset}"
-    if not model_dir.exists():
-        save_random_model(preset, model_dir)
-    path = work / f"long-{minutes:g}min.wav"
-    write_long(path, minutes / 60, config_of(preset).sample_rate)
-    rss, wall, rc = peak_rss([str(path), "--out", str(work / f"out-long-{preset}-{minutes:g}"), "--model",
-                              str(model_dir), "--quiet", "--workers", "0", "--device", "cpu"])
-    print(f"{preset:14s} one {minutes:5g}-minute file: peak RSS {rss:6.0f} MiB, {wall:7.1f} s "
-          f"({minutes * 60 / wall:5.1f}x real time incl. start-up), exit {rc}", flush=True)
-    path.unlink()
+    wavs = [load_audio(x.path, codec.sample_rate, codec.channels) for x in inputs]
+    if args.runtime == "onnx":
+        wavs = [w.numpy() for w in wavs]
+    options = TokenizeOptions(workers=args.workers, batch_size=args.batch_size, progress=False,
+                              max_memory_mb=args.max_memory_mb)
+    # Warm-up (thread pools, allocator, graphs) on two files, not counted.
+    tokenize_dataset(inputs[:2], work / f"warm-{preset}-{rate}", model, options)
+    model_seconds(model, wavs[:2])
+    before = model_seconds(model, wavs)
+    summary = tokenize_dataset(inputs, work / f"out-{preset}-{rate}", model, options)
+    after = model_seconds(model, wavs)
+    audio = summary.audio_seconds
+    model_rtf, tok_rtf = audio / ((before + after) / 2), summary.real_time_factor
+    t = summary.timings
+    other = summary.elapsed_s - sum(t.values())
+    share = "  ".join(f"{name} {100 * v / summary.elapsed_s:4.1f}%" for name, v in [*t.items(), ("other", other)])
+    print(f"{preset:13s} {rate / 1000:5.1f} kHz {audio:7.1f} s audio | model {model_rtf:6.1f}x "
+          f"(before {audio / before:.1f}, after {audio / after:.1f}) | tokenize {tok_rtf:6.1f}x | "
+          f"ratio {tok_rtf / model_rtf:5.3f} | {share} | batches <= {summary.plan.batch_seconds:.1f} s, "
+          f"{summary.streamed} files streamed", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--presets", default="c12-tiny-16k,c12-mimi-24k", help="'' skips the throughput runs")
-    parser.add_argument("--files", type=int, default=24)
+    parser.add_argument("--presets", default="c12-tiny-16k,c12-mimi-24k", help="comma-separated ('micro': test size)")
+    parser.add_argument("--rates", default="16000,44100", help="sample rates of the input files")
+    parser.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8.0, help="mean file length")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-memory-mb", type=float, default=None)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--long", default="micro:1,micro:60,c12-tiny-16k:1.5,c12-tiny-16k:10",
-                        help="PRESET:MINUTES,... single-file runs whose peak RSS is measured ('' skips them; "
-                             "'micro' is a test-sized codec); files over 60 s take the streaming path")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"cpu cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, "
-          f"load average: {os.getloadavg()[0]:.1f} (other work on the machine slows these numbers)", flush=True)
-    with tempfile.TemporaryDirectory(prefix="c12-tokbench-") as tmp:
-        work = Path(tmp)
+    print(f"cpu cores: {os.cpu_count()}, torch threads: {torch.get_num_threads()}, runtime: {args.runtime}, "
+          f"workers: {args.workers}, load average: {os.getloadavg()[0]:.1f} (other work on the machine moves these "
+          f"numbers)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="c12-tokspeed-") as tmp:
         for preset in filter(None, args.presets.split(",")):
-            throughput(preset, args.files, args.seconds, args.workers, args.batch_size, work)
-        for entry in filter(None, args.long.split(",")):
-            preset, minutes = entry.rsplit(":", 1)
-            long_file_memory(preset, float(minutes), work)
+            for rate in (int(r) for r in args.rates.split(",")):
+                run(preset, rate, args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ reader in codec12 goes through here so that each of those becomes a ``ValueError
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -31,6 +33,39 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as e:  # SafetensorError, OSError, ...
+        raise ValueError(_reason(path, e)) from e
+
+
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
+
+
+@torch.no_grad()
+def load_tensors_into(path: str | os.PathLike, targets: dict[str, torch.Tensor]) -> None:
+    """Copy each tensor of ``path`` into the tensor of that name in ``targets`` (a module's ``state_dict()``),
+    cast to its dtype. The names and shapes must match (check them with :func:`tensor_shapes` first).
+
+    The file is read tensor by tensor with plain reads, so loading holds one tensor besides the targets: reading
+    the whole file first (or through a memory map, whose pages count as the process's memory until it is closed)
+    would hold a second copy of all the weights at once."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                start, end = info["data_offsets"]
+                target, dtype = targets[name], _DTYPES[info["dtype"]]
+                data = bytearray(end - start)
+                f.seek(8 + size + start)
+                if f.readinto(data) != len(data):
+                    raise ValueError("the data ends early")
+                source = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+                target.copy_(source.reshape(info["shape"]))
+    except Exception as e:  # OSError, struct/JSON/key errors of a damaged file, a shape that does not fit
         raise ValueError(_reason(path, e)) from e
 
 

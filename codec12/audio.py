@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import struct
@@ -11,6 +12,7 @@ import numpy as np
 import soundfile as sf
 import torch
 import torchaudio.functional as AF
+import torchaudio.transforms as AT
 
 from codec12._fs import atomic_write
 
@@ -181,8 +183,18 @@ def resample(wav: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
     orig, new = orig_rate // g, new_rate // g
     width = filter_width(orig, new)
     if new * (2 * width + orig) <= _MAX_KERNEL_TAPS:
+        if wav.dtype == torch.float32 and wav.device.type == "cpu":
+            return _resampler(orig_rate, new_rate)(wav)
         return AF.resample(wav, orig_rate, new_rate)
     return _resample_per_sample(wav, orig, new, width)
+
+
+@functools.lru_cache(maxsize=8)
+def _resampler(orig_rate: int, new_rate: int) -> torch.nn.Module:
+    """torchaudio's resampler with its kernel built once per pair of rates (building it took as long as applying
+    it to 8 s of audio). Its float32 kernel is the one ``torchaudio.functional.resample`` builds for float32
+    audio, so the result is bitwise the same."""
+    return AT.Resample(orig_rate, new_rate, dtype=torch.float32)
 
 
 def filter_width(orig: int, new: int) -> int:

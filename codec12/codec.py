@@ -19,7 +19,7 @@ from torch import nn
 from codec12 import hub
 from codec12._checks import Arrays, InputChecks
 from codec12._fs import atomic_write
-from codec12._tensors import load_tensors, tensor_shapes
+from codec12._tensors import load_tensors_into, tensor_shapes
 from codec12.config import CodecConfig, bitrate
 from codec12.decoder import ISTFTDecoder, SEANetDecoder, SynthesisOutput
 from codec12.encoder import SEANetEncoder
@@ -28,7 +28,7 @@ from codec12.nn.streaming import streaming
 from codec12.nn.transformer import StreamingTransformer
 from codec12.quantizers import SplitQuantizer
 from codec12.voxtral.model import voxtral_parts
-from codec12.weights import load_state_dict_strict, state_problems
+from codec12.weights import state_problems
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -485,7 +485,7 @@ class Codec(nn.Module):
             raise ValueError(f"{path}: no {WEIGHTS_NAME} in this directory")
         check_weights_fit(config, tensor_shapes(weights), f"{weights} (for {config_path})")
         codec = cls.from_config(config)
-        load_state_dict_strict(codec, load_tensors(weights), str(weights))
+        load_tensors_into(weights, codec.state_dict())  # names and shapes checked above
         return codec.to(device=device, dtype=dtype).eval()
 
 

@@ -126,6 +126,18 @@ def test_per_sample_resampling_is_torchaudios_filter(monkeypatch):
         assert (y - reference).abs().max() < 1e-6, (orig, new)
 
 
+def test_common_rates_resample_with_a_kernel_built_once_and_torchaudios_result():
+    import codec12.audio as audio
+
+    audio._resampler.cache_clear()
+    for orig, new in ((44100, 16000), (48000, 24000), (22050, 16000), (8000, 16000)):
+        for channels in (1, 2):
+            x = torch.from_numpy(speechlike(0.3, orig, seed=channels, channels=channels).T.copy())
+            assert torch.equal(audio.resample(x, orig, new), AF.resample(x, orig, new)), (orig, new, channels)
+    info = audio._resampler.cache_info()
+    assert (info.misses, info.hits) == (4, 4)  # one kernel per pair of rates, whatever the channels
+
+
 def test_sample_rates_outside_what_is_read_are_refused(tmp_path):
     path = write_audio(tmp_path / "slow.wav", 2.0, 500)
     for read in (lambda: load_audio(path, 16000), lambda: list(iter_audio_blocks(path, 16000))):

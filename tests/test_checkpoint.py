@@ -28,6 +28,15 @@ def test_save_load_bit_exact(tmp_path):
     assert torch.equal(codec.decode(codec.encode(wav)), back.decode(back.encode(wav)))
 
 
+def test_weights_stored_in_float16_load_cast_back_into_every_tensor(tmp_path):
+    codec = tiny_codec()
+    codec.save_pretrained(tmp_path, dtype=torch.float16)
+    back = Codec.from_pretrained(tmp_path).state_dict()
+    for name, tensor in codec.state_dict().items():
+        expected = tensor.half().to(tensor.dtype) if tensor.is_floating_point() else tensor
+        assert back[name].dtype == tensor.dtype and torch.equal(back[name], expected), name
+
+
 def test_strict_loading_names_missing_extra_and_misshaped(tmp_path):
     codec = tiny_codec()
     codec.save_pretrained(tmp_path)

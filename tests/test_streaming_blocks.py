@@ -8,7 +8,7 @@ import torch
 from codec12.config import ISTFTDecoderConfig
 from codec12.decoder.istft import ISTFTDecoder, PhaseIntegrator, StreamingISTFT
 from codec12.nn.conv import StreamingConv1d, StreamingConvTranspose1d
-from codec12.nn.streaming import streaming
+from codec12.nn.streaming import state_spec, streaming
 from codec12.nn.transformer import StreamingTransformer
 
 BLOCKS = {
@@ -50,6 +50,23 @@ def test_block_is_causal_and_streams_exactly(name):
             with streaming(block, batch_size=2):
                 parts = [block(x[..., i * step:(i + chunk) * step]) for i in range(0, 24, chunk)]
             assert torch.allclose(torch.cat(parts, dim=-1), full, atol=1e-5), f"chunk={chunk}"
+
+
+@pytest.mark.parametrize("name", sorted(BLOCKS))
+def test_streaming_state_holds_only_its_own_samples(name):
+    """A state tensor that were a view of the chunk's input or output would keep the whole chunk alive until the
+    next one, in every layer: streaming a long chunk would then hold all the layers' activations at once."""
+    make, step = BLOCKS[name]
+    torch.manual_seed(0)
+    block = make().eval()
+    channels = IN_CHANNELS.get(name) or block.conv.in_channels
+    with torch.no_grad(), streaming(block, batch_size=2):
+        for _ in range(2):
+            block(torch.randn(2, channels, 40 * step))
+        states = state_spec(block)
+        assert states
+        for state_name, tensor in states:
+            assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size(), state_name
 
 
 def test_conv_streaming_rejects_partial_strides():

@@ -11,9 +11,14 @@ import argparse
 import logging
 import os
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from codec12.command import DEFAULT_MODEL, CLIError
+
+log = logging.getLogger("codec12.data")
 
 
 def _distributed() -> tuple[int, int, int]:
@@ -50,7 +55,6 @@ def _setup_logging(quiet: bool, prefix: str) -> None:
 
 
 def _cmd_tokenize(args: argparse.Namespace) -> int:
-    from codec12 import Codec
     from codec12.data.inputs import discover_inputs
     from codec12.data.tokenize import TokenizeOptions, tokenize_dataset
 
@@ -64,22 +68,23 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         raise CLIError(f"--shard-index must be in [0, {num_shards}), got {shard_index}")
     # Each torchrun process takes a sub-share of the (optional) --num-shards share.
     options = TokenizeOptions(
-        num_codebooks=args.num_codebooks, latents=args.latents, batch_size=args.batch_size,
-        max_batch_seconds=args.max_batch_seconds, workers=args.workers, shard_size=args.shard_size,
-        long_file_seconds=args.long_file_seconds, chunk_seconds=args.chunk_seconds, min_duration=args.min_duration,
-        num_shards=num_shards * world, shard_index=shard_index * world + rank, retry_failed=args.retry_failed,
+        num_codebooks=args.num_codebooks, latents=args.latents, max_memory_mb=args.max_memory_mb,
+        batch_size=args.batch_size, max_batch_seconds=args.max_batch_seconds, workers=args.workers,
+        shard_size=args.shard_size, long_file_seconds=args.long_file_seconds, chunk_seconds=args.chunk_seconds,
+        min_duration=args.min_duration, num_shards=num_shards * world, shard_index=shard_index * world + rank,
+        retry_failed=args.retry_failed,
         progress=not args.quiet and local == 0,  # one bar per machine; the other processes log
     )
     prefix = f"[{options.shard_index}/{options.num_shards}] " if options.num_shards > 1 else ""
     _setup_logging(args.quiet or not options.progress, prefix)
     inputs = discover_inputs(args.input)
     device = _device(args.device, local)
-    if world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        import torch
+    import torch
 
+    if world > 1 and device == "cpu" and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-    codec = Codec.from_pretrained(args.model, device=device)
-    summary = tokenize_dataset(inputs, Path(args.out), codec, options, model_source=args.model, device=device)
+    with _model(args.model, args.runtime, device, torch.get_num_threads(), args.device == "auto") as (codec, device):
+        summary = tokenize_dataset(inputs, Path(args.out), codec, options, model_source=args.model, device=device)
     print(f"codec12 tokenize: {prefix}{summary.describe()}; output in {args.out}", file=sys.stderr)
     if summary.failed:
         print(f"codec12 tokenize: {prefix}failures are listed in {Path(args.out) / 'errors.jsonl'}", file=sys.stderr)
@@ -87,6 +92,53 @@ def _cmd_tokenize(args: argparse.Namespace) -> int:
         return 1
     # Non-zero only when nothing could be processed: inputs failed and this partition has no row at all.
     return 0 if summary.usable else 1
+
+
+@contextmanager
+def _model(name: str, runtime: str, device: str, threads: int, auto: bool) -> Iterator[tuple[object, str]]:
+    """The model to tokenize with, and the device it runs on: a Codec, or an OnnxCodec for ``--runtime onnx``. An
+    ONNX export directory is run as it is; a model is exported to a temporary directory first (removed at the
+    end)."""
+    from codec12 import Codec
+
+    is_export = _is_export(name)
+    if runtime == "torch":
+        if is_export:
+            raise CLIError(f"{name} is an ONNX export: tokenize through it with --runtime onnx, or give the model "
+                           f"it was exported from")
+        yield Codec.from_pretrained(name, device=device), device
+        return
+    from codec12.export.runtime import OnnxCodec
+
+    providers, device = _onnx_providers(device, auto)
+    if is_export:
+        yield OnnxCodec(name, providers=providers, num_threads=threads), device
+        return
+    from codec12.export.onnx import export_onnx
+
+    codec = Codec.from_pretrained(name)
+    with tempfile.TemporaryDirectory(prefix="codec12-onnx-") as tmp:
+        log.info("exporting %s to ONNX in %s", name, tmp)
+        export_onnx(codec, Path(tmp) / "onnx")
+        del codec  # the export is all the run needs
+        yield OnnxCodec(Path(tmp) / "onnx", providers=providers, num_threads=threads), device
+
+
+def _onnx_providers(device: str, auto: bool) -> tuple[list, str]:
+    """onnxruntime execution providers for ``--device`` (cpu, cuda, cuda:N), and the device they run on. With
+    ``--device auto``, a GPU only where this onnxruntime can use it."""
+    from codec12._optional import require
+
+    ort = require("onnxruntime", "onnx", "--runtime onnx")
+    if device == "cpu":
+        return ["CPUExecutionProvider"], device
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if auto:
+            return ["CPUExecutionProvider"], "cpu"
+        raise CLIError(f"--device {device}: this onnxruntime runs on the CPU only (install onnxruntime-gpu), or "
+                       f"use --device cpu")
+    index = int(device.partition(":")[2] or 0)
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"], device
 
 
 def _cmd_detokenize(args: argparse.Namespace) -> int:
@@ -98,8 +150,14 @@ def _cmd_detokenize(args: argparse.Namespace) -> int:
     model = args.model
     if model is None:  # the dataset's model: a bundled one or a local directory, never a download
         source = meta["model_source"]
-        model = source if source and Path(source).is_dir() else meta["model"]
-    codec = Codec.from_pretrained(model, device=_device(args.device, 0), local_only=args.model is None)
+        model = source if source and Path(source).is_dir() and not _is_export(source) else meta["model"]
+    try:
+        codec = Codec.from_pretrained(model, device=_device(args.device, 0), local_only=args.model is None)
+    except ValueError as e:
+        if args.model is None and _is_export(meta["model_source"]):
+            raise CLIError(f"{args.input} was tokenized through the ONNX export {meta['model_source']}; pass --model "
+                           f"with the model it was exported from ({e})") from None
+        raise
     summary = detokenize_dataset(args.input, args.out, codec, num_codebooks=args.num_codebooks,
                                  from_latents=args.from_latents, force=args.force, progress=not args.quiet,
                                  suffix=args.format if args.format.startswith(".") else f".{args.format}")
@@ -116,6 +174,12 @@ def _cmd_detokenize(args: argparse.Namespace) -> int:
     return 1 if (summary.failed or summary.damaged_shards) and not (summary.written or summary.skipped) else 0
 
 
+def _is_export(path: str) -> bool:
+    from codec12.export.runtime import SIDECAR_NAME
+
+    return bool(path) and (Path(path) / SIDECAR_NAME).is_file()
+
+
 def add_parsers(sub) -> None:
 
     p = sub.add_parser("tokenize", help="tokenize a dataset into Parquet shards (resumable, parallel)",
@@ -123,12 +187,22 @@ def add_parsers(sub) -> None:
                                    "--out. Resumable: run the same command again after any interruption.")
     p.add_argument("input", help="directory (searched recursively), manifest (.jsonl/.tsv/.csv/.txt) or glob")
     p.add_argument("--out", required=True, help="output directory (shards, codec12_meta.json, errors.jsonl)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model name or directory (default: {DEFAULT_MODEL})")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model name or directory; with --runtime onnx also an ONNX export directory "
+                        f"(default: {DEFAULT_MODEL})")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="run the model with PyTorch or through its ONNX export on onnxruntime (a model that is not "
+                        "an export is exported to a temporary directory first); default: torch")
     p.add_argument("--num-codebooks", type=int, default=None, help="codebooks to keep (default: all)")
     p.add_argument("--latents", action="store_true", help="also store the continuous latents (float16)")
+    p.add_argument("--max-memory-mb", type=float, default=None,
+                   help="peak memory (resident set, MiB) to aim for, libraries and model included; batches, "
+                        "streaming chunks and the files read whole follow from it and the model's size (default: "
+                        "1536, or what the process holds after loading the model plus 512 if more)")
     p.add_argument("--batch-size", type=int, default=16, help="files per batch (default: 16)")
-    p.add_argument("--max-batch-seconds", type=float, default=160.0,
-                   help="padded audio per batch, in seconds (default: 160)")
+    p.add_argument("--max-batch-seconds", type=float, default=None,
+                   help="at most this much padded audio per batch, in seconds (default: what encodes fastest "
+                        "within the memory budget: a few seconds on a CPU, up to 160 on a GPU)")
     p.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) // 2)),
                    help="worker processes reading and resampling files (0: none; default: %(default)s)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when present, per torchrun "
@@ -136,9 +210,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--num-shards", type=int, default=None, help="split the inputs into N disjoint parts ...")
     p.add_argument("--shard-index", type=int, default=None, help="... and process part I (0-based)")
     p.add_argument("--shard-size", type=int, default=1000, help="rows per Parquet shard file (default: 1000)")
-    p.add_argument("--long-file-seconds", type=float, default=60.0,
-                   help="longer files are streamed in chunks with bounded memory (default: 60)")
-    p.add_argument("--chunk-seconds", type=float, default=10.0, help="streaming chunk for long files (default: 10)")
+    p.add_argument("--long-file-seconds", type=float, default=None,
+                   help="always read files longer than this block by block (default: only those too big to read "
+                        "whole within the memory budget)")
+    p.add_argument("--chunk-seconds", type=float, default=None,
+                   help="at most this much audio per streaming chunk, for files longer than a batch (default: as "
+                        "the memory budget allows, and on a CPU what encodes fastest)")
     p.add_argument("--min-duration", type=float, default=0.02,
                    help="shorter files are recorded as errors (default: 0.02 s)")
     p.add_argument("--retry-failed", action="store_true", help="try again the inputs errors.jsonl already lists")

@@ -4,7 +4,8 @@ writing them.
 Output directory layout (DESIGN.md §4)::
 
     codec12_meta.json                 model name, config hash (+ its format) and weights hash, rates, codebook
-                                      sizes, num_codebooks, the compute dtype and the partitioning (num_shards)
+                                      sizes, num_codebooks, the compute dtype, the runtime (torch or onnx) and the
+                                      partitioning (num_shards)
     shard-00000.parquet ...           one row per input (``shard-IIIII-of-NNNNN-00000.parquet`` when partitioned)
     errors.jsonl                      one JSON line per input that failed: id, path, reason
 
@@ -32,9 +33,10 @@ import pyarrow.parquet as pq
 
 from codec12 import __version__
 from codec12._fs import atomic_write as _atomic_write
-from codec12.config import CONFIG_HASH_FORMAT, CONFIG_HASH_FORMATS
+from codec12.config import CONFIG_HASH_FORMAT, CONFIG_HASH_FORMATS, CodecConfig
 from codec12.data.locking import exclusive
 from codec12.data.manifest import ManifestRow
+from codec12.export.runtime import SIDECAR_NAME, OnnxCodec
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +44,46 @@ META_NAME = "codec12_meta.json"
 ERRORS_NAME = "errors.jsonl"
 META_FORMAT_VERSION = 1
 # Meta keys that must match for a run to add rows to an existing dataset; "dtype" and "num_shards" too, when the
-# dataset records them (datasets made before they were recorded do not).
+# dataset records them (datasets made before they were recorded do not), and "runtime" ("torch" when not recorded:
+# datasets made before the ONNX runtime could tokenize).
 _MUST_MATCH = ("config_hash", "weights_hash", "num_codebooks", "latents", "sample_rate", "channels")
 # The keys codec12_meta.json must hold, and their JSON types.
 _META_TYPES = {"model": (str,), "model_source": (str,), "config_hash": (str,), "weights_hash": (str,),
                "sample_rate": (int,), "channels": (int,), "frame_rate": (int, float), "frame_size": (int,),
                "codebook_sizes": (list,), "num_codebooks": (int,), "latents": (bool,), "latent_dim": (int,)}
-# Optional: datasets made before a key was recorded lack it (``config_hash_format``: 1 when absent).
-_META_OPTIONAL_TYPES = {"dtype": (str,), "num_shards": (int,), "codec12_version": (str,), "config_hash_format": (int,)}
+# Optional: datasets made before a key was recorded lack it (``config_hash_format``: 1 when absent; ``runtime``:
+# torch when absent).
+_META_OPTIONAL_TYPES = {"dtype": (str,), "runtime": (str,), "num_shards": (int,), "codec12_version": (str,),
+                        "config_hash_format": (int,)}
 _MAX_SHARD_BYTES = 256 << 20  # flush a shard early when its rows get this big (long files, latents)
 
 
 def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool, num_shards: int = 1) -> dict:
     """The ``codec12_meta.json`` content for a dataset tokenized by ``codec`` in ``num_shards`` partitions.
-    ``dtype``: what the codes were computed in (the weights' dtype: ``Codec.encode`` runs in it whatever the
-    autocast)."""
+
+    ``codec``: a :class:`~codec12.Codec` or an :class:`~codec12.export.runtime.OnnxCodec`, recorded as ``runtime``
+    ``"torch"`` or ``"onnx"``; an export names its model by the config and weights hashes of the model it was
+    exported from, so a dataset made through it decodes with that model. ``dtype``: what the codes were computed
+    in (the weights' dtype: ``Codec.encode`` runs in it whatever the autocast; float32 in an export)."""
+    if isinstance(codec, OnnxCodec):
+        config = onnx_config(codec)
+        config_hash = config.config_hash()  # in this version's format, whatever format the sidecar recorded
+        weights_hash = codec.meta.get("weights_hash")
+        if not isinstance(weights_hash, str):
+            raise ValueError(f"{codec.directory}: this export does not record the hash of its weights (an earlier "
+                             f"codec12 made it); export the model again (codec12 export onnx), or give the model "
+                             f"itself")
+        dtype, runtime = "float32", "onnx"
+    else:
+        config, config_hash, weights_hash = codec.config, codec.config.config_hash(), codec.weights_hash()
+        dtype, runtime = str(next(codec.parameters()).dtype).removeprefix("torch."), "torch"
     return {
         "format_version": META_FORMAT_VERSION,
-        "model": codec.config.name or str(model_source),
+        "model": config.name or str(model_source),
         "model_source": str(model_source),
-        "config_hash": codec.config.config_hash(),
+        "config_hash": config_hash,
         "config_hash_format": CONFIG_HASH_FORMAT,
-        "weights_hash": codec.weights_hash(),
+        "weights_hash": weights_hash,
         "sample_rate": codec.sample_rate,
         "channels": codec.channels,
         "frame_rate": codec.frame_rate,
@@ -72,10 +92,16 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool,
         "num_codebooks": num_codebooks,
         "latents": latents,
         "latent_dim": codec.latent_dim,
-        "dtype": str(next(codec.parameters()).dtype).removeprefix("torch."),
+        "dtype": dtype,
+        "runtime": runtime,
         "num_shards": num_shards,
         "codec12_version": __version__,
     }
+
+
+def onnx_config(codec: OnnxCodec) -> CodecConfig:
+    """The config of the model an ONNX export was made from (its sidecar holds it)."""
+    return CodecConfig.from_dict(codec.meta.get("config"), where=f"{codec.directory / SIDECAR_NAME}")
 
 
 def read_meta(data_dir: str | os.PathLike) -> dict:
@@ -134,9 +160,11 @@ def _ensure_meta(out_dir: Path, meta: dict, config=None) -> None:
         def same(k: str) -> bool:
             if k == "config_hash" and config is not None:
                 return config.hash_matches(old.get(k), config_hash_format(old))
+            if k == "runtime":
+                return old.get(k, "torch") == meta[k]
             return old.get(k) == meta[k]
 
-        keys = _MUST_MATCH + (("dtype",) if "dtype" in old else ())
+        keys = _MUST_MATCH + (("dtype",) if "dtype" in old else ()) + ("runtime",)
         diff = [f"{k}: {old.get(k)!r} there, {meta[k]!r} now" for k in keys if not same(k)]
         if diff:
             raise ValueError(f"{out_dir} holds a dataset tokenized with model {old.get('model')!r} and other "
@@ -254,10 +282,12 @@ def shard_prefix(num_shards: int, shard_index: int) -> str:
 
 
 class ShardWriter:
-    """Collects rows and writes them as ``{prefix}{seq:05d}.parquet`` shards (temp name, fsync, rename)."""
+    """Collects rows and writes them as ``{prefix}{seq:05d}.parquet`` shards (temp name, fsync, rename): a shard
+    holds ``shard_size`` rows, or fewer when their codes and latents reach ``max_bytes``."""
 
-    def __init__(self, out_dir: Path, prefix: str, *, shard_size: int, latents: bool, metadata: dict) -> None:
-        self.out_dir, self.prefix, self.shard_size = out_dir, prefix, shard_size
+    def __init__(self, out_dir: Path, prefix: str, *, shard_size: int, latents: bool, metadata: dict,
+                 max_bytes: float = _MAX_SHARD_BYTES) -> None:
+        self.out_dir, self.prefix, self.shard_size, self.max_bytes = out_dir, prefix, shard_size, max_bytes
         pattern = re.compile(re.escape(prefix) + r"(\d+)\.parquet")
         seqs = [int(m.group(1)) for p in out_dir.iterdir() if (m := pattern.fullmatch(p.name))]
         self.seq = max(seqs, default=-1) + 1
@@ -274,7 +304,7 @@ class ShardWriter:
     def add(self, row: dict) -> None:
         self.rows.append(row)
         self.bytes += row["codes"].nbytes + (row["latents"].nbytes if "latents" in row else 0)
-        if len(self.rows) >= self.shard_size or self.bytes >= _MAX_SHARD_BYTES:
+        if len(self.rows) >= self.shard_size or self.bytes >= self.max_bytes:
             self.flush()
 
     def flush(self) -> None:
@@ -320,5 +350,6 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 __all__ = [
     "ERRORS_NAME", "META_FORMAT_VERSION", "META_NAME", "ErrorLog", "ShardWriter", "completed_ids", "config_hash_format",
-    "dataset_meta", "ensure_meta", "failed_ids", "read_meta", "read_tokenized", "shard_paths", "shard_prefix",
+    "dataset_meta", "ensure_meta", "failed_ids", "onnx_config", "read_meta", "read_tokenized", "shard_paths",
+    "shard_prefix",
 ]

@@ -17,7 +17,8 @@ JSON sidecar.
   from beside the graph. The name changes with the content, so graphs of an export being overwritten never
   read another export's weights.
 - ``codec12_onnx.json``: inputs, outputs, state names/shapes/dtypes/initial values, sample rate, frame size,
-  codebook sizes, opset, the weights file and the source config (its hash, with ``config_hash_format``).
+  codebook sizes, opset, the weights file and the source config (its hash, with ``config_hash_format``) and
+  weights hash (what names the model a dataset tokenized through the export was made with).
   :class:`codec12.export.runtime.OnnxCodec` reads it.
 
 The graphs trace the codec's own public sides (``Codec.encode_side``, ``decode_side``, ``decode_latents_side``),
@@ -331,6 +332,7 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             "model": cfg.name,
             "config_hash": source_hash,
             "config_hash_format": CONFIG_HASH_FORMAT,
+            "weights_hash": codec.weights_hash(),
             "config": codec.config.to_dict(),
             "sample_rate": cfg.sample_rate,
             "channels": c,

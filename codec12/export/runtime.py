@@ -169,6 +169,12 @@ class OnnxCodec:
         """Audio [B, C, T] -> latents float32 [B, D, ceil(T / frame_size)]."""
         return self._run("encoder", self._check_audio(wav))[1]
 
+    def encode_with_latents(self, wav: np.ndarray, num_codebooks: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Audio [B, C, T] -> (codes int64 [B, K, T'], latents float32 [B, D, T']) from one run of the encoder."""
+        k = self._check_num_codebooks(num_codebooks)
+        codes, latents = self._run("encoder", self._check_audio(wav))
+        return codes[:, :k], latents
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Codes [B, K', T'] (K' <= K: semantic + first K'-1 acoustic rows) -> audio [B, C, T' * frame_size]."""
         return self._run("decoder", self._check_codes(codes))[0]

@@ -75,7 +75,8 @@ class StreamingConv1d(StreamingModule):
                 start = x[..., 1:self.padding_total + 1].flip(-1)
                 prev = torch.where(state.first[:, None, None], start, prev)
             x = torch.cat([prev, x], dim=-1)
-            state.previous = x[..., x.shape[-1] - self.padding_total:]
+            # A copy: a view would keep this chunk's whole input alive until the next chunk, in every layer.
+            state.previous = x[..., x.shape[-1] - self.padding_total:].clone()
             state.first = torch.zeros_like(state.first)
         return self.conv(x)
 
@@ -108,7 +109,7 @@ class OverlapAdd(StreamingModule):
             return y[..., :n]
         p = self.padding_total
         y = torch.cat([y[..., :p] + state.partial, y[..., p:]], dim=-1)
-        tail = y[..., n:]
+        tail = y[..., n:].clone()  # not a view, which would keep the whole output alive
         state.partial = tail if bias is None else tail - bias[:, None]  # the next chunk adds its own bias
         return y[..., :n]
 

@@ -75,8 +75,8 @@ class Attention(StreamingModule):
             k = torch.cat([state.keys, k], dim=2)
             v = torch.cat([state.values, v], dim=2)
             pos_k = torch.cat([state.offset - self.context + torch.arange(self.context, device=x.device), pos_q])
-            state.keys = k[:, :, t:]
-            state.values = v[:, :, t:]
+            state.keys = k[:, :, t:].clone()  # copies: views would keep the whole chunk's keys alive
+            state.values = v[:, :, t:].clone()
             state.offset = state.offset + t
         else:
             pos_q = pos_k = steps

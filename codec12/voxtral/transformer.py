@@ -116,7 +116,8 @@ class AlibiAttention(StreamingModule):
             pos_q = state.offset + steps
             pos_k = torch.cat([state.offset - self.window + torch.arange(self.window, device=x.device), pos_q])
             k, v = torch.cat([state.keys, k], dim=2), torch.cat([state.values, v], dim=2)
-            state.keys, state.values, state.offset = k[:, :, t:], v[:, :, t:], state.offset + t
+            # Copies: views would keep the whole chunk's keys and values alive until the next chunk.
+            state.keys, state.values, state.offset = k[:, :, t:].clone(), v[:, :, t:].clone(), state.offset + t
             out = self._attend(q, k, v, pos_q, pos_k)
         elif t > 2 * BLOCK and not torch.jit.is_tracing():
             out = torch.cat([self._attend(q[:, :, s:s + BLOCK], k[:, :, max(0, s - self.window):s + BLOCK],
