@@ -525,6 +525,7 @@ def test_fitness_for_tokenize(reduced, tmp_path):
     agreement = result.sidecar["code_agreement"]
     clips = _check_clips(codec)
     assert agreement["clips"] == 2 and agreement["frames"] == 126 >= TOKENIZE_MIN_FRAMES
+    assert re.fullmatch(r"onnxruntime [0-9.]+ CPUExecutionProvider", agreement["runtime"])
     assert agreement == measure_code_agreement(codec, oc, clips) and oc.code_agreement == agreement
     assert min(agreement["rows"]) >= 0.95 and oc.fit_for_tokenize and oc.unfit_reason is None
     oc.check_fit_for_tokenize()
@@ -532,9 +533,9 @@ def test_fitness_for_tokenize(reduced, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(result.directory, copy)
 
-    def with_agreement(record) -> OnnxCodec:
+    def with_agreement(record, dtype: str = result.sidecar["dtype"]) -> OnnxCodec:
         sidecar = json.loads((copy / SIDECAR_NAME).read_text())
-        (copy / SIDECAR_NAME).write_text(json.dumps({**sidecar, "code_agreement": record}))
+        (copy / SIDECAR_NAME).write_text(json.dumps({**sidecar, "code_agreement": record, "dtype": dtype}))
         return OnnxCodec(copy, num_threads=1)
 
     cases = [
@@ -550,6 +551,9 @@ def test_fitness_for_tokenize(reduced, tmp_path):
         with pytest.raises(UnfitForTokenize, match=rf"{re.escape(str(copy))}: not fit to tokenize with: .*{reason}"):
             unfit.check_fit_for_tokenize()
     assert with_agreement({**agreement, "rows": [TOKENIZE_MIN_AGREEMENT, *agreement["rows"][1:]]}).fit_for_tokenize
+    # float32 graphs give PyTorch's codes (the parity tests): fit unmeasured, but a measured shortfall still counts
+    assert with_agreement(None, "float32").fit_for_tokenize
+    assert not with_agreement({**agreement, "rows": [0.9, *agreement["rows"][1:]]}, "float32").fit_for_tokenize
 
     # A damaged graph: the largest weight that only the encoder graphs read, zeroed.
     weights = copy / result.weights.name
@@ -564,6 +568,8 @@ def test_fitness_for_tokenize(reduced, tmp_path):
     assert damaged["frames"] == 126 and damaged["rows"][0] < 0.5, damaged
     with pytest.raises(UnfitForTokenize, match=r"semantic codes \(row 0\)"):
         with_agreement(damaged).check_fit_for_tokenize()
+    with pytest.raises(ValueError, match="dtype 'bfloat16' is not one of float32, float16, int8"):
+        with_agreement(agreement, "bfloat16")
 
 
 def test_float32_exports_are_fit_and_measured_by_the_command(tmp_path, capsys):

@@ -452,11 +452,13 @@ def _check_clips(clips: Sequence[Any] | None, codec: Codec) -> list[np.ndarray]:
 
 def measure_code_agreement(codec: Codec, onnx_codec: OnnxCodec, clips: Sequence[np.ndarray]) -> dict[str, Any]:
     """How often an export's encoder gives ``codec``'s codes: each clip [C, T] (float32, at the codec's sample rate)
-    is encoded alone by both. -> ``{"reference", "clips", "seconds", "frames", "rows", "frames_all_rows"}``:
-    ``rows[k]`` the share of frames where row k's code is the same, ``frames_all_rows`` the share where every row's
-    is."""
+    is encoded alone by both. -> ``{"reference", "runtime", "clips", "seconds", "frames", "rows",
+    "frames_all_rows"}``: ``rows[k]`` the share of frames where row k's code is the same, ``frames_all_rows`` the
+    share where every row's is; ``runtime`` names onnxruntime and the provider that ran the export (a float16
+    graph computes in float32 on the x86 CPU provider, in float16 on a GPU's)."""
     if not clips:
         raise ValueError("measure_code_agreement needs at least one clip")
+    ort = require("onnxruntime", "onnx", "measuring an ONNX export's codes")
     same = np.zeros(onnx_codec.num_codebooks, dtype=np.int64)
     same_all = frames = samples = 0
     for clip in clips:
@@ -467,8 +469,10 @@ def measure_code_agreement(codec: Codec, onnx_codec: OnnxCodec, clips: Sequence[
         same_all += int(equal.all(axis=0).sum())
         frames += equal.shape[1]
         samples += clip.shape[-1]
-    return {"reference": "PyTorch float32", "clips": len(clips), "seconds": round(samples / codec.sample_rate, 3),
-            "frames": frames, "rows": [int(n) / frames for n in same], "frames_all_rows": same_all / frames}
+    runtime = f"onnxruntime {ort.__version__} {onnx_codec.session('encoder').get_providers()[0]}"
+    return {"reference": "PyTorch float32", "runtime": runtime, "clips": len(clips),
+            "seconds": round(samples / codec.sample_rate, 3), "frames": frames,
+            "rows": [int(n) / frames for n in same], "frames_all_rows": same_all / frames}
 
 
 def _previous_weights(out_dir: Path) -> str | None:

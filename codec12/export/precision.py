@@ -19,13 +19,13 @@ graph's results on float16-rounded weights, at float32 speed, from a weights fil
 
 int8: ``onnxruntime.quantization.quantize_dynamic`` on the chosen MatMul nodes: weights int8 with one scale per
 output column, activations uint8 with a scale taken from each call's tensor (DynamicQuantizeLinear ->
-MatMulInteger). Convolutions stay float32: quantized (ConvInteger), the encoder's convolutions, whose inputs
-are audio and its first features, lose too much: on the bundled model the semantic codes agreed with float32's on
-0.63 of frames, and encoding was not faster. Since each call quantizes its activations with the call's own range,
-int8 results depend a little on what else is in the call: the other items of a batch and how a stream is cut
-into chunks. Static quantization (fixed ranges from calibration audio) does not remove that: a float32 difference
-of 1e-6 between a stream and the whole file still moves a value across a rounding boundary of the 8-bit grid now
-and then, and it agreed less well with float32 (0.981 of frames on row 0 against 0.992), so dynamic it is.
+MatMulInteger). Convolutions stay float32: quantized too (ConvInteger), the bundled model's semantic codes agree
+with float32's on 0.56 of frames instead of 0.995 (docs/benchmarks.md), and encoding was not faster in a trial.
+Since each call quantizes its activations with the call's own range, int8 results depend a little on what else is
+in the call: the other items of a batch and how a stream is cut into chunks. Static quantization (fixed ranges
+from calibration audio, QDQ) did not remove that in a trial: the float32 parts of a stream and of the whole file
+differ by float rounding, enough to move a value across a step of the 8-bit grid now and then, and then the codes
+part; and its codes agreed less well with float32's (0.98 of frames on row 0 against 0.99). So: dynamic.
 """
 
 from __future__ import annotations
