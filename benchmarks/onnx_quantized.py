@@ -356,6 +356,7 @@ def main() -> None:
 
     from codec12 import Codec
     from codec12.export import export_onnx
+    from codec12.export.onnx import SIDECAR_NAME
 
     torch.set_num_threads(args.threads)
     timing = {"seconds": args.seconds, "repeats": args.repeats, "frames": args.frames, "threads": args.threads}
@@ -375,8 +376,6 @@ def main() -> None:
         for name, kind, path, directory in systems:
             row = {"model": codec.config.name, "system": name, **scored.get(name, {})}
             if directory is not None:
-                from codec12.export.onnx import SIDECAR_NAME
-
                 row["weights_mb"] = json.loads((directory / SIDECAR_NAME).read_text())["weights"]["bytes"] / 1e6
             if not args.no_speed:
                 row.update(_timed({"kind": kind, "path": path, **timing}))
@@ -397,6 +396,8 @@ def main() -> None:
                 mimi_rows.append((f"onnx {dtype}", "onnx", str(work / f"mimi-{dtype}")))
             for name, kind, path in mimi_rows:
                 row = {"model": label, "system": name, **_timed({"kind": kind, "path": path, **timing})}
+                if kind == "onnx":
+                    row["weights_mb"] = json.loads((Path(path) / SIDECAR_NAME).read_text())["weights"]["bytes"] / 1e6
                 row["vs_enc"] = row["encode_xrt"] / base["encode_xrt"]
                 row["vs_dec"] = row["decode_xrt"] / base["decode_xrt"]
                 rows.append(row)

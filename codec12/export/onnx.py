@@ -73,9 +73,10 @@ EXTERNAL_MIN_BYTES = 1024
 # Offsets in the weights file are multiples of this (a cache line, and the alignment onnxruntime gives tensors).
 WEIGHTS_ALIGNMENT = 64
 _WEIGHTS_TMP_NAME = "weights.onnx_data"
-# Modules whose weighted convolutions and products stay float32 in a float16 or int8 export: the inverse STFT's
-# fixed basis (sums of 640-sample sinusoids that cancel each other). The quantizer's nodes are outside the stacks
-# that change (its methods are called, not its forward, so the exporter gives its nodes no scope).
+# Modules whose weighted convolutions and products stay float32 in a float16 or int8 export: the inverse STFT (its
+# fixed basis of windowed sinusoids, whose overlapping frames must add back up to the signal). The quantizer's nodes
+# are outside the stacks that change (its methods are called, not its forward, so the exporter gives its nodes no
+# scope).
 FLOAT32_MODULES = (StreamingISTFT,)
 
 
