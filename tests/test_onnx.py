@@ -3,11 +3,13 @@ imports without torch, and bad inputs raise clear errors."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -16,13 +18,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import soundfile as sf
 import torch
 from conftest import distinct_codes, speechlike, spread_quantizer, tiny_codec, tiny_config
 
 from codec12 import Codec, CodecConfig
 from codec12.cli import main
-from codec12.export import OnnxCodec, export_onnx
-from codec12.export.onnx import EXTERNAL_MIN_BYTES, GRAPH_NAMES, SIDECAR_NAME, WEIGHTS_ALIGNMENT, OnnxExport
+from codec12.export import OnnxCodec, UnfitForTokenize, export_onnx, measure_code_agreement
+from codec12.export.onnx import DTYPES, EXTERNAL_MIN_BYTES, GRAPH_NAMES, SIDECAR_NAME, WEIGHTS_ALIGNMENT, OnnxExport
+from codec12.export.runtime import TOKENIZE_MIN_AGREEMENT, TOKENIZE_MIN_FRAMES
 
 # The three preset topologies at tiny width, plus FSQ on a shared latent (slow tier: export is seconds each).
 TOPOLOGIES = {
@@ -367,16 +371,17 @@ def test_reads_format_1_exports_and_refuses_unknown_formats(wide, tmp_path):
     for path in out.glob("*.onnx"):  # format 1: each graph holds its own weights
         onnx.save_model(onnx.load(str(path)), str(old / path.name))
     sidecar = json.loads((out / SIDECAR_NAME).read_text())
-    del sidecar["weights"]
-    (old / SIDECAR_NAME).write_text(json.dumps({**sidecar, "format_version": 1}))
+    old_sidecar = {key: value for key, value in sidecar.items() if key not in ("weights", "dtype", "code_agreement")}
+    (old / SIDECAR_NAME).write_text(json.dumps({**old_sidecar, "format_version": 1}))
     v1, oc = OnnxCodec(old, num_threads=1), OnnxCodec(out, num_threads=1)
     wav = _audio(codec, 0.5, batch=1)
     codes = oc.encode(wav)
     assert min(distinct_codes(codes)) >= 3
     np.testing.assert_array_equal(v1.encode(wav), codes)
     np.testing.assert_array_equal(v1.decode(codes), oc.decode(codes))
-    (old / SIDECAR_NAME).write_text(json.dumps({**sidecar, "format_version": 3}))
-    with pytest.raises(ValueError, match="format_version 3 is not supported.*export the model again"):
+    assert v1.dtype == "float32" and v1.code_agreement is None and v1.fit_for_tokenize  # before dtypes existed
+    (old / SIDECAR_NAME).write_text(json.dumps({**sidecar, "format_version": 4}))
+    with pytest.raises(ValueError, match="format_version 4 is not supported.*export the model again"):
         OnnxCodec(old)
 
 
@@ -392,6 +397,223 @@ def test_a_missing_or_cut_weights_file_is_named(wide, tmp_path):
     weights.unlink()
     with pytest.raises(ValueError, match=rf"{name}: missing"):
         OnnxCodec(copy)
+
+
+# ---- float16 and int8 graphs
+
+# The stacks whose weighted convolutions and matrix products change precision (onnx node name prefixes); the
+# quantizer's nodes carry no scope, and the inverse STFT stays float32.
+STACKS = ("/encoder/", "/encoder_transformer/", "/downsample/", "/upsample/", "/decoder_transformer/", "/decoder/")
+PRECISION_TOPOLOGY = TOPOLOGIES["tiny-16k-istft-harmonic-shared"]  # the bundled model's
+# dtype: (latents, audio) largest differences from the float32 PyTorch codec allowed, just above those measured on
+# three batches of test audio: float16 4.2e-4 and 3.3e-5 (float16-rounded weights; the CPU computes in float32),
+# int8 1.6e-3 and 1.5e-3 (also between a stream and the whole: each call quantizes with its own range).
+PRECISION_TOLERANCES = {"float16": (6e-4, 5e-5), "int8": (2.5e-3, 2e-3)}
+_ONNX_TYPES = {"float32": onnx.TensorProto.FLOAT, "float64": onnx.TensorProto.DOUBLE,
+               "int64": onnx.TensorProto.INT64, "bool": onnx.TensorProto.BOOL}
+
+
+def _check_clips(codec: Codec) -> list[np.ndarray]:
+    """Two 5 s clips [C, T]: 126 frames, above TOKENIZE_MIN_FRAMES."""
+    return [speechlike(5.0, codec.sample_rate, seed=10 + s).T for s in range(2)]
+
+
+@pytest.fixture(scope="module", params=["float16", "int8"])
+def reduced(request, tmp_path_factory):
+    """(codec, OnnxCodec, OnnxExport) of a float16 or int8 export, its code agreement measured at export."""
+    codec = tiny_codec(seed=1, **PRECISION_TOPOLOGY)
+    out = tmp_path_factory.mktemp(request.param) / "onnx"
+    result = export_onnx(codec, out, dtype=request.param, check_audio=_check_clips(codec))
+    return codec, OnnxCodec(out, num_threads=1), result
+
+
+def test_reduced_precision_changes_only_the_stacks_weighted_layers(reduced):
+    _, oc, result = reduced
+    dtype = result.sidecar["dtype"]
+    assert oc.dtype == dtype and f"dtype={dtype!r}" in repr(oc)
+    for name, graph in result.sidecar["graphs"].items():
+        model = onnx.load(str(result.files[name]), load_external_data=False)
+        onnx.checker.check_model(str(result.files[name]), full_check=True)
+        for value, spec in zip([*model.graph.input, *model.graph.output], graph["inputs"] + graph["outputs"]):
+            assert value.type.tensor_type.elem_type == _ONNX_TYPES[spec["dtype"]], (name, spec)  # as float32
+        halves = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT16}
+        floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+        if dtype == "float16":
+            changed = [n for n in model.graph.node if set(n.input[1:]) & halves]
+        else:
+            changed = [n for n in model.graph.node if n.op_type == "MatMulInteger"]
+        changed_outputs = {x for n in changed for x in n.output} | {x for n in model.graph.node for x in n.output
+                                                                     if n.op_type == "Cast" and x.endswith(".float16")}
+        counts = {}
+        for node in changed:
+            counts[node.op_type.removesuffix("Integer")] = counts.get(node.op_type.removesuffix("Integer"), 0) + 1
+        assert counts == graph["reduced"] and counts.get("MatMul", 0) >= 8, (name, counts)
+        assert all(n.name.startswith(STACKS) and not n.name.startswith("/decoder/istft/") for n in changed), name
+        # every weighted conv and product of the dtype's kinds left in float32 is outside the stacks, or the iSTFT
+        all_ops = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+        weighted = [n for n in model.graph.node if n.op_type in all_ops and n.input[1:2] and n.input[1] in floats]
+        ops = all_ops if dtype == "float16" else ("MatMul",)
+        kept = [n.name for n in weighted if n.op_type in ops]
+        assert all(not n.startswith(STACKS) or n.startswith("/decoder/istft/") for n in kept), (name, kept)
+        if name.startswith("decoder"):
+            assert "/decoder/istft/ConvTranspose" in [n.name for n in weighted]
+        if name.startswith("encoder"):  # the nearest-entry distances: one float32 product per codebook
+            nearest = [n for n in model.graph.node if n.name.startswith("/MatMul")]
+            assert len(nearest) == len(oc.codebook_sizes)
+            assert all(n.op_type == "MatMul" and not any(x in changed_outputs for x in n.input) for n in nearest)
+
+
+def test_reduced_precision_is_close_to_float32(reduced):
+    codec, oc, result = reduced
+    latent_tol, audio_tol = PRECISION_TOLERANCES[result.sidecar["dtype"]]
+    same, frames = 0, 0
+    for seed in range(3):
+        wav = np.stack([speechlike(0.93, codec.sample_rate, seed=10 * seed + s).T for s in range(3)])
+        ref = codec.encode(_torch(wav)).numpy()
+        codes = oc.encode(wav)
+        same, frames = same + (codes == ref).sum(axis=(0, 2)), frames + ref.shape[0] * ref.shape[2]
+        z, z_ref = oc.encode_latents(wav), codec.encode_latents(_torch(wav)).numpy()
+        assert 1e-6 < np.abs(z - z_ref).max() < latent_tol  # changed, a little
+        audio, audio_ref = oc.decode(ref), codec.decode(_torch(ref)).numpy()
+        assert 1e-6 < np.abs(audio - audio_ref).max() < audio_tol
+        assert np.abs(oc.decode_latents(z_ref) - codec.decode_latents(_torch(z_ref)).numpy()).max() < audio_tol
+    assert min(same / frames) >= 0.95, same / frames  # measured: at most 1 of 36 frames differs in a row
+
+
+def test_reduced_precision_streams(reduced):
+    _, oc, result = reduced
+    latent_tol, audio_tol = PRECISION_TOLERANCES[result.sidecar["dtype"]]
+    fs = oc.frame_size
+    wav = np.stack([speechlike(1.0, oc.sample_rate, seed=5).T])[..., : 12 * fs]
+    codes, latents = oc.encode(wav), oc.encode_latents(wav)
+    bounds = np.cumsum([0, 1, 2, 3, 1, 4, 1])
+    with oc.streaming(batch_size=1):
+        stream_codes = np.concatenate([oc.encode(wav[..., a * fs:b * fs]) for a, b in zip(bounds, bounds[1:])], -1)
+    with oc.streaming(batch_size=1):
+        stream_z = np.concatenate([oc.encode_latents(wav[..., i * fs:(i + 1) * fs]) for i in range(12)], -1)
+    with oc.streaming(batch_size=1):
+        stream = np.concatenate([oc.decode(codes[..., a:b]) for a, b in zip(bounds, bounds[1:])], -1)
+    with oc.streaming(batch_size=1):
+        stream_l = np.concatenate([oc.decode_latents(latents[..., i:i + 1]) for i in range(12)], -1)
+    if result.sidecar["dtype"] == "float16":  # float32 arithmetic on CPU: streaming reproduces offline as float32
+        np.testing.assert_array_equal(stream_codes, codes)
+        latent_tol, audio_tol = 1e-5, 1e-5
+    else:
+        assert (stream_codes == codes).mean() >= 0.95
+    assert np.abs(stream_z - latents).max() < latent_tol
+    assert np.abs(stream - oc.decode(codes)).max() < audio_tol
+    assert np.abs(stream_l - oc.decode_latents(latents)).max() < audio_tol
+
+
+def test_reduced_weights_are_shared_once(reduced):
+    _, _, result = reduced
+    tensors = _external_tensors(result.directory)  # (also: nothing large left inside a graph)
+    users: dict[tuple[int, int], set[str]] = {}
+    for graph, location, offset, length in tensors:
+        assert location == result.weights.name
+        users.setdefault((offset, length), set()).add(graph)
+    assert frozenset({"encoder", "encoder_step"}) in {frozenset(u) for u in users.values()}
+    encoder = onnx.load(str(result.files["encoder"]), load_external_data=False)
+    low = onnx.TensorProto.FLOAT16 if result.sidecar["dtype"] == "float16" else onnx.TensorProto.INT8
+    places = {(int(e["offset"]), int(e["length"])) for t in encoder.graph.initializer if t.data_type == low
+              for e in [{x.key: x.value for x in t.external_data}] if e}
+    assert places and all(users[place] == {"encoder", "encoder_step"} for place in places)
+
+
+def test_fitness_for_tokenize(reduced, tmp_path):
+    codec, oc, result = reduced
+    agreement = result.sidecar["code_agreement"]
+    clips = _check_clips(codec)
+    assert agreement["clips"] == 2 and agreement["frames"] == 126 >= TOKENIZE_MIN_FRAMES
+    assert re.fullmatch(r"onnxruntime [0-9.]+ CPUExecutionProvider", agreement["runtime"])
+    assert agreement == measure_code_agreement(codec, oc, clips) and oc.code_agreement == agreement
+    assert min(agreement["rows"]) >= 0.95 and oc.fit_for_tokenize and oc.unfit_reason is None
+    oc.check_fit_for_tokenize()
+
+    copy = tmp_path / "copy"
+    shutil.copytree(result.directory, copy)
+
+    def with_agreement(record, dtype: str = result.sidecar["dtype"]) -> OnnxCodec:
+        sidecar = json.loads((copy / SIDECAR_NAME).read_text())
+        (copy / SIDECAR_NAME).write_text(json.dumps({**sidecar, "code_agreement": record, "dtype": dtype}))
+        return OnnxCodec(copy, num_threads=1)
+
+    cases = [
+        ({**agreement, "rows": [0.9, *agreement["rows"][1:]]},
+         r"semantic codes \(row 0\) equal the float32 codec's on 90.0% of 126 frames, below the 95% required"),
+        ({**agreement, "frames": 50}, "compared with the float32 codec's on 50 frames only"),
+        (None, "were not compared with the float32 codec's at export"),
+        ({"rows": []}, "malformed"),
+    ]
+    for record, reason in cases:
+        unfit = with_agreement(record)
+        assert not unfit.fit_for_tokenize and re.search(reason, unfit.unfit_reason), unfit.unfit_reason
+        with pytest.raises(UnfitForTokenize, match=rf"{re.escape(str(copy))}: not fit to tokenize with: .*{reason}"):
+            unfit.check_fit_for_tokenize()
+    assert with_agreement({**agreement, "rows": [TOKENIZE_MIN_AGREEMENT, *agreement["rows"][1:]]}).fit_for_tokenize
+    # float32 graphs give PyTorch's codes (the parity tests): fit unmeasured, but a measured shortfall still counts
+    assert with_agreement(None, "float32").fit_for_tokenize
+    assert not with_agreement({**agreement, "rows": [0.9, *agreement["rows"][1:]]}, "float32").fit_for_tokenize
+
+    # A damaged graph: the largest weight that only the encoder graphs read, zeroed.
+    weights = copy / result.weights.name
+    users: dict[tuple[int, int], set[str]] = {}
+    for graph, _, offset, length in _external_tensors(copy):
+        users.setdefault((offset, length), set()).add(graph)
+    offset, length = max((p for p, u in users.items() if u == {"encoder", "encoder_step"}), key=lambda p: p[1])
+    data = bytearray(weights.read_bytes())
+    data[offset:offset + length] = bytes(length)
+    weights.write_bytes(bytes(data))
+    damaged = measure_code_agreement(codec, OnnxCodec(copy, num_threads=1), clips)
+    assert damaged["frames"] == 126 and damaged["rows"][0] < 0.5, damaged
+    with pytest.raises(UnfitForTokenize, match=r"semantic codes \(row 0\)"):
+        with_agreement(damaged).check_fit_for_tokenize()
+    with pytest.raises(ValueError, match="dtype 'bfloat16' is not one of float32, float16, int8"):
+        with_agreement(agreement, "bfloat16")
+
+
+def test_float32_exports_are_fit_and_measured_by_the_command(tmp_path, capsys):
+    codec = tiny_codec(seed=1)
+    codec.save_pretrained(tmp_path / "model")
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i, clip in enumerate(_check_clips(codec)):
+        sf.write(str(clips / f"clip{i}.wav"), clip.T, codec.sample_rate)
+    out = tmp_path / "onnx"
+    assert main(["export", "onnx", str(tmp_path / "model"), str(out), "--check-audio", str(clips)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2] == ("codes equal to float32's on 2 clips (10.0 s, 126 frames), per row: "
+                           "1.000 1.000 1.000 1.000; every row: 1.000")
+    assert printed[-1] == "fit to tokenize with"
+    oc = OnnxCodec(out)
+    assert oc.dtype == "float32" and oc.code_agreement["rows"] == [1.0] * codec.num_codebooks and oc.fit_for_tokenize
+
+
+def test_precision_bad_input(tmp_path, capsys):
+    codec = tiny_codec()
+    for kwargs, match in [
+        (dict(dtype="bfloat16"), "dtype must be one of float32, float16, int8, got 'bfloat16'"),
+        (dict(check_audio=np.zeros((1, 1600), np.float32)), "check_audio must be a non-empty list"),
+        (dict(check_audio=[]), "check_audio must be a non-empty list"),
+        (dict(check_audio=[np.zeros(1600, np.float32)]), r"check_audio: clip 0 must be a \[C, T\] array"),
+        (dict(check_audio=[np.zeros((2, 1600), np.float32)]), "check_audio: clip 0: .*channels"),
+        (dict(check_audio=[np.full((1, 1600), np.nan, np.float32)]), "check_audio: clip 0: .*NaN"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            export_onnx(codec, tmp_path / "out", **kwargs)
+        assert not (tmp_path / "out").exists()
+    parser_dtypes = next(a.choices for a in _export_onnx_parser()._actions if a.dest == "dtype")
+    assert tuple(parser_dtypes) == DTYPES
+    assert main(["export", "onnx", "c12-tiny-16k", str(tmp_path / "out"), "--check-audio",
+                 str(tmp_path / "missing")]) == 1
+    assert "--check-audio" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def _export_onnx_parser():
+    from codec12.cli import build_parser
+
+    export = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["export"]
+    return next(a for a in export._actions if isinstance(a, argparse._SubParsersAction)).choices["onnx"]
 
 
 # ---- full-size presets (random weights), real-length audio

@@ -195,3 +195,14 @@ def test_a_small_budget_streams_what_a_default_one_batches(codec, tmp_path, monk
     with pytest.raises(ValueError, match="already holds 300 MiB"):
         tokenize_dataset(inputs, tmp_path / "none", codec, TokenizeOptions(progress=False, max_memory_mb=310))
     assert not (tmp_path / "none").exists()
+
+
+def test_an_export_not_shown_fit_to_tokenize_is_refused(codec, data, tmp_path):
+    # An int8 export whose codes were never compared with float32's (no --check-audio) is unfit: refused before any
+    # file is read or any metadata written.
+    out = tmp_path / "int8"
+    export_onnx(codec, out, dtype="int8")
+    assert OnnxCodec(out).dtype == "int8" and not OnnxCodec(out).fit_for_tokenize
+    with pytest.raises(ValueError, match="tokeniz"):
+        tokenize_dataset(discover_inputs(data), tmp_path / "ds", OnnxCodec(out), TokenizeOptions(progress=False))
+    assert not (tmp_path / "ds" / META_NAME).exists()

@@ -64,7 +64,7 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool,
     ``codec``: a :class:`~codec12.Codec` or an :class:`~codec12.export.runtime.OnnxCodec`, recorded as ``runtime``
     ``"torch"`` or ``"onnx"``; an export names its model by the config and weights hashes of the model it was
     exported from, so a dataset made through it decodes with that model. ``dtype``: what the codes were computed
-    in (the weights' dtype: ``Codec.encode`` runs in it whatever the autocast; float32 in an export)."""
+    in (the weights' dtype: ``Codec.encode`` runs in it whatever the autocast; an export's ``dtype``)."""
     if isinstance(codec, OnnxCodec):
         config = onnx_config(codec)
         config_hash = config.config_hash()  # in this version's format, whatever format the sidecar recorded
@@ -73,7 +73,7 @@ def dataset_meta(codec, *, model_source: str, num_codebooks: int, latents: bool,
             raise ValueError(f"{codec.directory}: this export does not record the hash of its weights (an earlier "
                              f"codec12 made it); export the model again (codec12 export onnx), or give the model "
                              f"itself")
-        dtype, runtime = "float32", "onnx"
+        dtype, runtime = codec.dtype, "onnx"  # what the export's layers hold (float32, float16, int8)
     else:
         config, config_hash, weights_hash = codec.config, codec.config.config_hash(), codec.weights_hash()
         dtype, runtime = str(next(codec.parameters()).dtype).removeprefix("torch."), "torch"

@@ -411,6 +411,7 @@ def tokenize_dataset(inputs: list[ManifestRow], out_dir: str | os.PathLike, code
     start = time.monotonic()
     out_dir = Path(out_dir)
     if isinstance(codec, OnnxCodec):
+        codec.check_fit_for_tokenize()  # a float16/int8 export whose codes were not shown to match float32's
         runtime = _OnnxRuntime(codec)
         device = torch.device(device) if device is not None else torch.device("cpu")
         config = onnx_config(codec)

@@ -9,7 +9,9 @@ from codec12._lazy import lazy_exports
 _EXPORTS = {
     "OnnxCodec": "codec12.export.runtime",
     "OnnxExport": "codec12.export.onnx",
+    "UnfitForTokenize": "codec12.export.runtime",
     "export_onnx": "codec12.export.onnx",
+    "measure_code_agreement": "codec12.export.onnx",
 }
 
 __all__ = sorted(_EXPORTS)

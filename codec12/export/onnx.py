@@ -17,9 +17,16 @@ JSON sidecar.
   from beside the graph. The name changes with the content, so graphs of an export being overwritten never
   read another export's weights.
 - ``codec12_onnx.json``: inputs, outputs, state names/shapes/dtypes/initial values, sample rate, frame size,
-  codebook sizes, opset, the weights file and the source config (its hash, with ``config_hash_format``) and
-  weights hash (what names the model a dataset tokenized through the export was made with).
+  codebook sizes, opset, the weights file, the source config (its hash, with ``config_hash_format``) and weights
+  hash (what names the model a dataset tokenized through the export was made with), the graphs' ``dtype`` and,
+  when measured, their ``code_agreement`` with the float32 codec.
   :class:`codec12.export.runtime.OnnxCodec` reads it.
+
+``dtype`` (``float32``, ``float16`` or ``int8``) is the precision of the convolutions and matrix products with
+weights in the encoder and decoder stacks; the quantizer, the inverse STFT and everything else stay float32, and so
+do every graph's inputs, outputs and states (:mod:`codec12.export.precision`). float32 graphs give PyTorch's codes;
+reduced-precision ones may not, so ``check_audio`` clips are encoded by both and the share of frames with the same
+code is recorded per code row (:func:`measure_code_agreement`): ``OnnxCodec.check_fit_for_tokenize`` reads it.
 
 The graphs trace the codec's own public sides (``Codec.encode_side``, ``decode_side``, ``decode_latents_side``),
 which ``Codec.encode``/``decode`` run after checking their input: the quantizers' nearest-entry search and FSQ
@@ -40,19 +47,23 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from codec12._checks import Arrays, InputChecks
 from codec12._fs import fsync_dir, fsync_tree
 from codec12._optional import require
 from codec12.codec import Codec
 from codec12.config import CONFIG_HASH_FORMAT
-from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME
+from codec12.decoder.istft import StreamingISTFT
+from codec12.export.precision import DTYPES, onnx_scope, reduce_precision
+from codec12.export.runtime import SIDECAR_FORMAT_VERSION, SIDECAR_NAME, OnnxCodec
 from codec12.nn.streaming import get_state_tensors, set_state_tensors, state_spec, streaming
 
 DEFAULT_OPSET = 17
@@ -63,6 +74,11 @@ EXTERNAL_MIN_BYTES = 1024
 # Offsets in the weights file are multiples of this (a cache line, and the alignment onnxruntime gives tensors).
 WEIGHTS_ALIGNMENT = 64
 _WEIGHTS_TMP_NAME = "weights.onnx_data"
+# Modules whose weighted convolutions and products stay float32 in a float16 or int8 export: the inverse STFT (its
+# fixed basis of windowed sinusoids, whose overlapping frames must add back up to the signal). The quantizer's nodes
+# are outside the stacks that change (its methods are called, not its forward, so the exporter gives its nodes no
+# scope).
+FLOAT32_MODULES = (StreamingISTFT,)
 
 
 @dataclass
@@ -152,9 +168,10 @@ class _SharedWeights:
         return self._sha256.hexdigest()
 
 
-def _externalize(model, weights: _SharedWeights, location: str) -> None:
-    """Move ``model``'s large tensors into ``weights``: initializers, and Constant nodes' tensors (made initializers
-    of the same name first; the exporter leaves some folded constants as nodes). Tensors in subgraphs stay."""
+def _promote_constants(model) -> None:
+    """Make the tensors of ``model``'s Constant nodes of EXTERNAL_MIN_BYTES or more initializers of the same name
+    (the exporter leaves some folded constants, such as the inverse STFT's basis, as nodes): weights all read
+    alike, for the shared file and for the precision passes. Tensors in subgraphs stay."""
     onnx = require("onnx", "onnx", "codec12 export onnx")
     graph = model.graph
     promoted = []
@@ -170,7 +187,14 @@ def _externalize(model, weights: _SharedWeights, location: str) -> None:
             promoted.append(i)
     for i in reversed(promoted):
         del graph.node[i]
-    for tensor in graph.initializer:
+
+
+def _externalize(model, weights: _SharedWeights, location: str) -> None:
+    """Move ``model``'s initializers of EXTERNAL_MIN_BYTES or more (large Constant nodes' tensors made initializers
+    first) into ``weights``."""
+    onnx = require("onnx", "onnx", "codec12 export onnx")
+    _promote_constants(model)
+    for tensor in model.graph.initializer:
         if len(tensor.raw_data) < EXTERNAL_MIN_BYTES:
             continue
         offset, length = weights.place(tensor.raw_data)
@@ -217,20 +241,31 @@ def _export_graph(module: nn.Module, args: tuple, inputs: list[dict], outputs: l
     return onnx.load(str(path))  # (with the external data torch writes beside a graph of over 2 GB)
 
 
-def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET, overwrite: bool = False,
-                check: bool = True, progress: Callable[[str, float], None] | None = None) -> OnnxExport:
+def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET, dtype: str = "float32",
+                check_audio: Sequence[Any] | None = None, overwrite: bool = False, check: bool = True,
+                progress: Callable[[str, float], None] | None = None) -> OnnxExport:
     """Export ``codec`` to ``out_dir`` (see the module docstring for the files).
 
     The codec is copied, cast to float32 on CPU and its weight norm folded; the original is not touched.
-    Files are written to a temporary directory next to ``out_dir`` and moved in at the end. A non-empty
-    ``out_dir`` is refused unless ``overwrite``. ``check`` runs ``onnx.checker`` (with shape inference) on
-    every graph. ``progress(name, seconds)`` is called as each graph is done (traced, written and checked).
+    ``dtype``: ``"float32"``, ``"float16"`` or ``"int8"`` (:mod:`codec12.export.precision`). ``check_audio``: clips
+    [C, T] at the codec's sample rate (numpy arrays or tensors) to measure the encoder graph's code agreement with
+    the float32 codec on; the sidecar records it (``code_agreement``; None when no clips are given). Files are
+    written to a temporary directory next to ``out_dir`` and moved in at the end. A non-empty ``out_dir`` is
+    refused unless ``overwrite``. ``check`` runs ``onnx.checker`` (with shape inference) on every graph.
+    ``progress(name, seconds)`` is called as each graph is done (traced, written and checked).
     """
     if not isinstance(codec, Codec):
         raise ValueError(f"expected a codec12 Codec, got {type(codec).__name__}")
     if not isinstance(opset, int) or opset < 17:
         raise ValueError(f"opset must be an int >= 17 (LayerNormalization), got {opset!r}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     onnx = require("onnx", "onnx", "codec12 export onnx")  # before the export, not after minutes of it
+    if dtype == "int8":
+        require("onnxruntime.quantization", "onnx", "codec12 export onnx --dtype int8")
+    clips = _check_clips(check_audio, codec)
+    if clips and not codec.config.has_encoder:
+        raise ValueError("check_audio: this model has no encoder, so there are no codes to compare")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise NotADirectoryError(f"{out_dir} exists and is not a directory")
@@ -245,6 +280,9 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
         p.requires_grad_(False)
     cfg = model.config
     c, d, k, fs = cfg.channels, cfg.latent_dim, cfg.num_codebooks, cfg.frame_size
+    scopes = tuple(onnx_scope(part) for part in (*model.encoder_parts, *model.decoder_parts))
+    float32_scopes = tuple(onnx_scope(path) for path, module in model.named_modules()
+                           if isinstance(module, FLOAT32_MODULES))
     audio_in = _io("audio", "float32", ["batch", c, "samples"])
     codes_io = _io("codes", "int64", ["batch", k, "frames"])
     latents_io = _io("latents", "float32", ["batch", d, "frames"])
@@ -277,10 +315,14 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     protos = {}
     weights = _SharedWeights(tmp / _WEIGHTS_TMP_NAME)
     try:
-        def write(name: str, module: nn.Module, args: tuple, ins: list[dict], outs: list[dict]) -> None:
+        def write(name: str, module: nn.Module, args: tuple, ins: list[dict], outs: list[dict]) -> dict[str, int]:
+            """Trace, set the precision, externalize, write and check graph ``name`` -> the nodes whose precision
+            changed, by op type."""
             traced = tmp / "traced" / f"{name}.onnx"
             traced.parent.mkdir(exist_ok=True)
             proto = _export_graph(module, args, ins, outs, opset, traced)
+            _promote_constants(proto)
+            proto, changed = reduce_precision(proto, dtype, scopes, float32_scopes, traced.parent)
             shutil.rmtree(traced.parent)
             _externalize(proto, weights, _WEIGHTS_TMP_NAME)
             weights.flush()
@@ -288,12 +330,13 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             if check:
                 onnx.checker.check_model(str(tmp / f"{name}.onnx"), full_check=True)
             protos[name] = proto
+            return dict(sorted(changed.items()))
 
         with torch.no_grad():
             for name, (method, example, x_in, outs) in offline.items():
                 started = time.perf_counter()
-                write(name, _Side(model, method), (example,), [x_in], outs)
-                graphs[name] = {"file": f"{name}.onnx", "inputs": [x_in], "outputs": outs}
+                changed = write(name, _Side(model, method), (example,), [x_in], outs)
+                graphs[name] = {"file": f"{name}.onnx", "inputs": [x_in], "outputs": outs, "reduced": changed}
                 if progress is not None:
                     progress(name, time.perf_counter() - started)
 
@@ -313,8 +356,9 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
                     state_in = [t.clone() for _, t in spec]
                     ins = [x_in] + [_io(s["input"], s["dtype"], s["shape"]) for s in states]
                     all_outs = outs + [_io(s["output"], s["dtype"], s["shape"]) for s in states]
-                    write(name, _Step(model, method, parts), (example, *state_in), ins, all_outs)
-                graphs[name] = {"file": f"{name}.onnx", "inputs": ins, "outputs": all_outs, "states": states}
+                    changed = write(name, _Step(model, method, parts), (example, *state_in), ins, all_outs)
+                graphs[name] = {"file": f"{name}.onnx", "inputs": ins, "outputs": all_outs, "states": states,
+                                "reduced": changed}
                 if progress is not None:
                     progress(name, time.perf_counter() - started)
 
@@ -342,6 +386,8 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
             "codebook_sizes": list(cfg.codebook_sizes),
             "pad_codes": pad_codes(model),
             "opset": opset,
+            "dtype": dtype,
+            "code_agreement": None,
             "exporter": f"torch {torch.__version__} (TorchScript exporter)",
             "weights": {"file": weights_name, "bytes": weights.size, "sha256": digest},
             "graphs": graphs,
@@ -352,9 +398,17 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
                 "pad_codes": "decoder graphs take all K rows; fill rows you do not have with pad_codes[row]",
                 "weights": "the graphs' tensors of 1 KiB or more, as ONNX external data in one file shared by all "
                            "graphs, each distinct tensor once",
+                "dtype": "precision of the weighted convolutions and matrix products of the encoder and decoder "
+                         "stacks ('reduced' per graph: how many, by op type); inputs, outputs, states, the "
+                         "quantizer and the inverse STFT are float32",
+                "code_agreement": "per code row, the share of frames where the encoder graph gives the float32 "
+                                  "PyTorch codec's code, on the clips given at export (null: not measured)",
             },
         }
         (tmp / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2) + "\n")
+        if clips:
+            sidecar["code_agreement"] = measure_code_agreement(model, OnnxCodec(tmp), clips)
+            (tmp / SIDECAR_NAME).write_text(json.dumps(sidecar, indent=2) + "\n")
         previous = _previous_weights(out_dir)
         # Every file is complete and on disk before the first one moves in; the weights go first, the sidecar,
         # which names the graphs, last. (The directory is not swapped whole: with overwrite, files of others in it
@@ -376,6 +430,54 @@ def export_onnx(codec, out_dir: str | os.PathLike, *, opset: int = DEFAULT_OPSET
     return OnnxExport(directory=out_dir, files=files, weights=out_dir / weights_name, sidecar=sidecar)
 
 
+def _check_clips(clips: Sequence[Any] | None, codec: Codec) -> list[np.ndarray]:
+    """``check_audio`` as float32 arrays [C, T], each checked as a codec input."""
+    if clips is None:
+        return []
+    if isinstance(clips, (np.ndarray, torch.Tensor)) or not len(clips):
+        raise ValueError("check_audio must be a non-empty list of [C, T] clips")
+    cfg = codec.config
+    checks = InputChecks(Arrays(), channels=cfg.channels, frame_size=cfg.frame_size, latent_dim=cfg.latent_dim,
+                         codebook_sizes=cfg.codebook_sizes, sample_rate=cfg.sample_rate)
+    out = []
+    for i, clip in enumerate(clips):
+        array = clip.detach().cpu().numpy() if isinstance(clip, torch.Tensor) else clip
+        if not isinstance(array, np.ndarray) or array.ndim != 2:
+            shape = tuple(array.shape) if hasattr(array, "shape") else type(array).__name__
+            raise ValueError(f"check_audio: clip {i} must be a [C, T] array, got {shape}")
+        try:
+            checks.check_audio(array[None])
+        except ValueError as e:
+            raise ValueError(f"check_audio: clip {i}: {e}") from e
+        out.append(np.ascontiguousarray(array, dtype=np.float32))
+    return out
+
+
+def measure_code_agreement(codec: Codec, onnx_codec: OnnxCodec, clips: Sequence[np.ndarray]) -> dict[str, Any]:
+    """How often an export's encoder gives ``codec``'s codes: each clip [C, T] (float32, at the codec's sample rate)
+    is encoded alone by both. -> ``{"reference", "runtime", "clips", "seconds", "frames", "rows",
+    "frames_all_rows"}``: ``rows[k]`` the share of frames where row k's code is the same, ``frames_all_rows`` the
+    share where every row's is; ``runtime`` names onnxruntime and the provider that ran the export (a float16
+    graph computes in float32 on the x86 CPU provider, in float16 on a GPU's)."""
+    if not clips:
+        raise ValueError("measure_code_agreement needs at least one clip")
+    ort = require("onnxruntime", "onnx", "measuring an ONNX export's codes")
+    same = np.zeros(onnx_codec.num_codebooks, dtype=np.int64)
+    same_all = frames = samples = 0
+    for clip in clips:
+        reference = codec.encode(torch.from_numpy(np.ascontiguousarray(clip[None], dtype=np.float32))).numpy()
+        codes = onnx_codec.encode(np.ascontiguousarray(clip[None], dtype=np.float32))
+        equal = codes[0] == reference[0]  # [K, T']
+        same += equal.sum(axis=1)
+        same_all += int(equal.all(axis=0).sum())
+        frames += equal.shape[1]
+        samples += clip.shape[-1]
+    runtime = f"onnxruntime {ort.__version__} {onnx_codec.session('encoder').get_providers()[0]}"
+    return {"reference": "PyTorch float32", "runtime": runtime, "clips": len(clips),
+            "seconds": round(samples / codec.sample_rate, 3), "frames": frames,
+            "rows": [int(n) / frames for n in same], "frames_all_rows": same_all / frames}
+
+
 def _previous_weights(out_dir: Path) -> str | None:
     """The weights file that the export already in ``out_dir`` names, if there is one (a plain file name)."""
     try:
@@ -385,4 +487,5 @@ def _previous_weights(out_dir: Path) -> str | None:
     return name if isinstance(name, str) and name == Path(name).name else None
 
 
-__all__ = ["GRAPH_NAMES", "SIDECAR_NAME", "OnnxExport", "export_onnx", "pad_codes"]
+__all__ = ["DTYPES", "GRAPH_NAMES", "SIDECAR_NAME", "OnnxExport", "export_onnx", "measure_code_agreement",
+           "pad_codes"]

@@ -24,18 +24,34 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 SIDECAR_NAME = "codec12_onnx.json"
-# 2: the graphs' weights in one shared external-data file, named by the sidecar's "weights"; 1: each graph held its
-# own weights (read as well: onnxruntime loads either kind of graph file the same way).
-SIDECAR_FORMAT_VERSION = 2
-READABLE_FORMAT_VERSIONS = (1, 2)
+# 3: the graphs' "dtype" (float32, float16, int8) and their "code_agreement" with the float32 codec; 2: the graphs'
+# weights in one shared external-data file, named by the sidecar's "weights"; 1: each graph held its own weights.
+# Earlier formats are read as float32 exports (onnxruntime loads every kind of graph file the same way).
+SIDECAR_FORMAT_VERSION = 3
+READABLE_FORMAT_VERSIONS = (1, 2, 3)
+DTYPES = ("float32", "float16", "int8")
+# A reduced-precision encoder is fit to tokenize with when its semantic codes (row 0) equal the float32 codec's on at
+# least this share of frames, measured on at least TOKENIZE_MIN_FRAMES frames. On 20 dev clips of the bundled model
+# (docs/benchmarks.md): float16 agrees on every frame on a CPU and on 0.986 with float16 arithmetic (a GPU's), int8 on
+# 0.995; int8 with its convolutions quantized too, whose audio loses 0.05 PESQ-WB, on 0.56; the float32 codec hearing
+# white noise at 60 dB SNR on 0.76. 0.95 passes the first two and refuses the others. Deeper rows are not held to
+# it: residual levels drift further by nature (int8: 0.86 on average over all rows).
+TOKENIZE_MIN_AGREEMENT = 0.95
+TOKENIZE_MIN_FRAMES = 100  # 8 s of audio: one frame more or less moves the share by 1 %
 _DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "bool": np.bool_}
+
+
+class UnfitForTokenize(ValueError):
+    """An export whose codes differ from the float32 codec's more than tokenization allows (or were never compared);
+    see :attr:`OnnxCodec.unfit_reason`."""
 
 
 class OnnxCodec:
     """An exported codec on onnxruntime.
 
     Shapes follow :class:`codec12.Codec`: audio float32 [B, C, T], codes int64 [B, K, T'] with
-    T' = ceil(T / frame_size), latents float32 [B, D, T'].
+    T' = ceil(T / frame_size), latents float32 [B, D, T'], whatever the export's ``dtype`` (the precision of its
+    weighted layers: ``float32``, ``float16`` or ``int8``; :mod:`codec12.export.precision`).
 
     ``providers`` are onnxruntime execution providers (default: CPU); ``num_threads`` sets intra-op threads
     (default: onnxruntime's choice). Graphs are loaded on first use.
@@ -60,6 +76,10 @@ class OnnxCodec:
                              f"again with this codec12 (codec12 export onnx)")
         if meta["format_version"] >= 2:
             self._check_weights(path, meta.get("weights"))
+        self.dtype = str(meta.get("dtype", "float32"))
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{path}: dtype {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        self.code_agreement: dict[str, Any] | None = meta.get("code_agreement")
         self.meta = meta
         self.sample_rate = int(meta["sample_rate"])
         self.channels = int(meta["channels"])
@@ -96,6 +116,47 @@ class OnnxCodec:
     @property
     def num_codebooks(self) -> int:
         return len(self.codebook_sizes)
+
+    # ---- fitness for tokenization
+    @property
+    def unfit_reason(self) -> str | None:
+        """Why this export's codes should not go into a tokenized dataset, or None when they may.
+
+        float32 exports give the PyTorch codec's codes (the tests hold them to it) and are fit unless a measured
+        agreement says otherwise. A float16 or int8 export is fit when its ``code_agreement`` (measured at export
+        on ``check_audio``) shows row 0 (the semantic codes) equal to the float32 codec's on at least
+        TOKENIZE_MIN_AGREEMENT of at least TOKENIZE_MIN_FRAMES frames."""
+        agreement = self.code_agreement
+        if agreement is None:
+            if self.dtype == "float32":
+                return None
+            return (f"its {self.dtype} encoder's codes were not compared with the float32 codec's at export "
+                    f"(codec12 export onnx --check-audio)")
+        try:
+            frames, row0 = int(agreement["frames"]), float(agreement["rows"][0])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return f"its code_agreement record is malformed: {agreement!r}"
+        if frames < TOKENIZE_MIN_FRAMES:
+            return (f"its {self.dtype} encoder's codes were compared with the float32 codec's on {frames} frames only "
+                    f"(at least {TOKENIZE_MIN_FRAMES}, {TOKENIZE_MIN_FRAMES / self.frame_rate:g} s, are needed)")
+        if row0 < TOKENIZE_MIN_AGREEMENT:
+            return (f"its {self.dtype} encoder's semantic codes (row 0) equal the float32 codec's on {row0:.1%} of "
+                    f"{frames} frames, below the {TOKENIZE_MIN_AGREEMENT:.0%} required")
+        return None
+
+    @property
+    def fit_for_tokenize(self) -> bool:
+        """Whether this export may tokenize a dataset (:attr:`unfit_reason` is None)."""
+        return self.unfit_reason is None
+
+    def check_fit_for_tokenize(self) -> None:
+        """Raise :class:`UnfitForTokenize` (a ValueError naming the export and the reason) unless
+        :attr:`fit_for_tokenize`. Tokenizers call this before the first file; a user who accepts the codes
+        anyway skips the call."""
+        reason = self.unfit_reason
+        if reason is not None:
+            raise UnfitForTokenize(f"{self.directory}: not fit to tokenize with: {reason}; use a float32 export, "
+                                   f"or export again with --check-audio on speech")
 
     def session(self, name: str) -> ort.InferenceSession:
         """The onnxruntime session of graph ``name`` (``encoder``, ``decoder_step``, ...), loaded once."""
@@ -200,5 +261,5 @@ class OnnxCodec:
             self._states = {}
 
     def __repr__(self) -> str:
-        return (f"OnnxCodec({str(self.directory)!r}, model={self.meta.get('model')!r}, "
+        return (f"OnnxCodec({str(self.directory)!r}, model={self.meta.get('model')!r}, dtype={self.dtype!r}, "
                 f"sample_rate={self.sample_rate}, codebooks={self.num_codebooks})")
