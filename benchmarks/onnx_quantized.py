@@ -41,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import machine_line, update_docs  # noqa: E402
+from _timing import best_of, speech_like  # noqa: E402
 
 DTYPES = ("float32", "float16", "int8")
 # A small Mimi for --quick (tests/test_mimi.py's): the script's Mimi path runs in seconds.
@@ -49,25 +50,7 @@ TINY_MIMI = dict(hidden_size=32, num_filters=4, num_hidden_layers=2, num_attenti
                  num_quantizers=5, sliding_window=5, upsample_groups=32, layer_scale_initial_scale=1.0)
 
 
-def _speech(seconds: float, sample_rate: int, channels: int) -> np.ndarray:
-    """Speech-like test audio [1, C, T] (speed does not depend on what is said)."""
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / sample_rate
-    x = 0.15 * sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.01 * rng.standard_normal(t.shape)
-    return np.tile(x.astype(np.float32), (1, channels, 1))
-
-
 # ---- timing, in a process of its own per system
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
 
 def _percentiles(fn, chunks: list) -> tuple[float, float]:
     times = []
@@ -105,7 +88,7 @@ def time_system(spec: dict) -> dict:
             model = transformers.MimiModel.from_pretrained(spec["path"]).eval()
             sample_rate, channels = model.config.sampling_rate, model.config.audio_channels
             frame_size = int(sample_rate / 12.5)
-    wav = convert(_speech(spec["seconds"], sample_rate, channels))
+    wav = convert(speech_like(spec["seconds"], sample_rate, channels))
     seconds = wav.shape[-1] / sample_rate
     if kind == "transformers":
         def encode():
@@ -122,9 +105,9 @@ def time_system(spec: dict) -> dict:
     codes = encode()
     decode()  # warm-up
     repeats = spec["repeats"]
-    row = {"encode_xrt": seconds / _best(encode, repeats), "decode_xrt": seconds / _best(decode, repeats)}
+    row = {"encode_xrt": seconds / best_of(encode, repeats), "decode_xrt": seconds / best_of(decode, repeats)}
     if kind != "transformers":  # (transformers' MimiModel has no frame-by-frame streaming call)
-        stream = _speech(spec["frames"] / 12.5 + 0.5, sample_rate, channels)
+        stream = speech_like(spec["frames"] / 12.5 + 0.5, sample_rate, channels)
         chunks = [convert(np.ascontiguousarray(stream[..., i * frame_size:(i + 1) * frame_size]))
                   for i in range(spec["frames"])]
         steps = [codes[..., i % codes.shape[-1]:i % codes.shape[-1] + 1] for i in range(spec["frames"])]

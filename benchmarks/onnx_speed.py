@@ -22,26 +22,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import machine_line, update_docs  # noqa: E402
+from _timing import best_of, speech_like  # noqa: E402
 
 from codec12 import Codec, CodecConfig  # noqa: E402
 from codec12.export import OnnxCodec, export_onnx  # noqa: E402
-
-
-def _speech(seconds: float, sample_rate: int, channels: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    phase = 2 * np.pi * np.cumsum(120 + 40 * np.sin(2 * np.pi * 0.7 * t)) / sample_rate
-    x = 0.15 * sum(np.sin(k * phase) / k for k in range(1, 8)) + 0.01 * rng.standard_normal(t.shape)
-    return np.tile(x.astype(np.float32), (1, channels, 1))
-
-
-def _best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def _latencies(step, n: int) -> tuple[float, float]:
@@ -60,20 +44,20 @@ def bench(preset: str, seconds: float, repeats: int, frames: int, threads: int, 
     export_onnx(codec, work / preset)
     codec.fold_weight_norm()
     oc = OnnxCodec(work / preset, num_threads=threads)
-    wav = _speech(seconds, codec.sample_rate, codec.channels)
+    wav = speech_like(seconds, codec.sample_rate, codec.channels)
     wav_t = torch.from_numpy(wav)
     codes = oc.encode(wav)
     codes_t = torch.from_numpy(codes)
     fs = codec.frame_size
-    stream_wav = _speech(frames / codec.frame_rate + 1, codec.sample_rate, codec.channels)
+    stream_wav = speech_like(frames / codec.frame_rate + 1, codec.sample_rate, codec.channels)
     rows = []
     for runtime, enc, dec in [
         ("pytorch eager", lambda: codec.encode(wav_t), lambda: codec.decode(codes_t)),
         ("onnxruntime", lambda: oc.encode(wav), lambda: oc.decode(codes)),
     ]:
         enc(), dec()  # warm up
-        row = {"model": preset, "runtime": runtime, "encode": _best(enc, repeats) / seconds,
-               "decode": _best(dec, repeats) / seconds}
+        row = {"model": preset, "runtime": runtime, "encode": best_of(enc, repeats) / seconds,
+               "decode": best_of(dec, repeats) / seconds}
         model = codec if runtime == "pytorch eager" else oc
         convert = torch.from_numpy if model is codec else np.asarray
         chunks = [convert(np.ascontiguousarray(stream_wav[..., i * fs:(i + 1) * fs])) for i in range(frames)]

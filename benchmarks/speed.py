@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import machine_line, update_docs  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 PRESETS = ("c12-tiny-16k", "c12-mimi-24k", "c12-fsq-24k")
 
@@ -80,15 +81,6 @@ def fold_parametrizations(model: torch.nn.Module) -> torch.nn.Module:
             for name in list(module.parametrizations):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def test_audio(seconds: float, sample_rate: int) -> torch.Tensor:
