@@ -161,6 +161,28 @@ def test_copy_weights_between_folded_and_weight_normed_models(tmp_path):
         copy_weights(release, Codec.from_config(tiny_config().replace(latent_dim=16, depthwise_upsample=False)), "x")
 
 
+def test_copy_weights_into_weight_norm_survives_a_dead_channel():
+    # A trained model can end with an output channel whose weights are all zero (the shipped release has one in
+    # its encoder). Weight norm has no direction for it; the copy must still give finite, equal weights and a
+    # training forward without NaN (it used to fill the channel with 0/0 and every step was skipped).
+    torch.manual_seed(0)
+    release = Codec.from_config(tiny_config()).folded()
+    conv = next(m for m in release.encoder.modules() if isinstance(m, torch.nn.Conv1d) and m.weight.shape[0] > 1)
+    with torch.no_grad():
+        conv.weight[1].zero_()
+    fresh = Codec.from_config(tiny_config())
+    copy_weights(release, fresh, where="test")
+    weights = dict(fresh.named_modules())
+    for name, module in release.named_modules():
+        if isinstance(module, torch.nn.Conv1d):
+            assert torch.allclose(weights[name].weight, module.weight, atol=1e-6), name
+    assert torch.equal(weights[next(n for n, m in release.named_modules() if m is conv)].weight[1],
+                       torch.zeros_like(conv.weight[1]))
+    wav = torch.from_numpy(speechlike(0.48, 16000)).T[None].float()
+    out = fresh.train()(wav)
+    assert torch.isfinite(out.audio).all() and torch.isfinite(out.latents).all()
+
+
 def test_copy_weights_keeps_the_target_s_own_submodules_whatever_the_source_has_there():
     # A new head for a trained model: the source has the head too (the same or another shape); the target's
     # stays as it is, and everything else comes from the source.

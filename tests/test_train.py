@@ -755,6 +755,19 @@ def test_nan_loss_is_skipped_and_repeated_nan_aborts(audio_dir, tmp_path):
         run(recipe, tmp_path / "many", build_distiller=fake_builder(nan_at=(0, 1, 2)), progress=False)
 
 
+def test_cli_reports_a_run_stopped_by_non_finite_steps_without_a_traceback(monkeypatch, tmp_path, capsys):
+    import codec12.train.trainer as trainer
+    from codec12.cli import main
+
+    def stops(*args, **kwargs):
+        raise NonFiniteError("step 9: 10 consecutive steps skipped (non-finite loss (mel)); stopping")
+
+    monkeypatch.setattr(trainer, "run", stops)
+    assert main(["train", "tiny-16k-cpu", "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "codec12 train: error: step 9: 10 consecutive steps skipped" in err and "Traceback" not in err
+
+
 def test_release_is_stripped_and_reloads_strictly(audio_dir, tmp_path):
     recipe = with_fake_distill(tiny_recipe("tiny-16k-cpu", audio_dir, train={"steps": 1, "ema_decay": 0.5}))
     result = run(recipe, tmp_path / "run", build_distiller=fake_builder(), progress=False)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 
 def _run(args: argparse.Namespace) -> int:
+    from codec12.command import CLIError
     from codec12.train.recipe import load_recipe
-    from codec12.train.trainer import run
+    from codec12.train.trainer import NonFiniteError, run
 
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
@@ -20,7 +21,10 @@ def _run(args: argparse.Namespace) -> int:
     # --init is a path or a model name, never parsed as a --set value (a directory called "2000" or "null")
     recipe = load_recipe(args.recipe, args.set + ([f"model.init={json.dumps(args.init)}"] if args.init else []))
     out = Path(args.out) if args.out else Path("runs") / Path(args.recipe).stem
-    result = run(recipe, out, resume=args.resume, until_step=args.until_step, progress=not args.no_progress)
+    try:
+        result = run(recipe, out, resume=args.resume, until_step=args.until_step, progress=not args.no_progress)
+    except NonFiniteError as e:  # the run's last checkpoint is kept; the message says how to go on
+        raise CLIError(str(e)) from None
     if rank == 0:
         by = f" ({signal.Signals(result.stop_signal).name})" if result.stop_signal else ""
         print(f"stopped at step {result.step}{by}; checkpoint {result.checkpoint}"
