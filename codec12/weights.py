@@ -85,7 +85,7 @@ def copy_weights(source: nn.Module, target: nn.Module, where: str, keep: tuple[s
                 tensors.original0.copy_(g.to(tensors.original0))
                 tensors.original1.copy_(v.to(tensors.original1))
             else:
-                module.weight = value.to(module.weight, copy=True)  # right_inverse sets both (on a copy: not shared with source)
+                module.weight = value.to(module.weight, copy=True)  # right_inverse sets both, on a copy
                 # A zero slice (a dead channel) has no direction: v / |v| would be 0 / 0 and fill the weight with
                 # NaN. Give it any direction; the magnitude 0 keeps the weight exactly zero.
                 dead = (tensors.original0 == 0).expand_as(tensors.original1)
