@@ -63,3 +63,17 @@ def test_bundled_release_size_and_documented_checksum():
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()
     card = (ROOT / "docs" / "models.md").read_text()
     assert re.search(rf"sha256[^\n]*{digest}", card), "docs/models.md must give the shipped file's sha256"
+
+
+def test_bundled_model_starts_a_training_run(codec):
+    # `codec12 train ... --init c12-tiny-16k` copies the release into a weight-normed training codec; the release
+    # has a channel whose weights are all zero, and the copy must still train (finite forward and gradients).
+    from codec12.weights import copy_weights
+
+    trainable = Codec.from_config(codec.config.with_norm("weight_norm"))
+    copy_weights(codec, trainable, where=DEFAULT_MODEL)
+    wav = load_audio(ROOT / "examples" / "hibari_en.flac", codec.sample_rate)[None, :, : 12 * codec.frame_size]
+    out = trainable.train()(wav)
+    (out.audio - wav).abs().mean().backward()
+    assert torch.isfinite(out.audio).all()
+    assert all(torch.isfinite(p.grad).all() for p in trainable.parameters() if p.grad is not None)
