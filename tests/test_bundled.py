@@ -66,8 +66,9 @@ def test_bundled_release_size_and_documented_checksum():
 
 
 def test_bundled_model_starts_a_training_run(codec):
-    # `codec12 train ... --init c12-tiny-16k` copies the release into a weight-normed training codec; the release
-    # has a channel whose weights are all zero, and the copy must still train (finite forward and gradients).
+    # `codec12 train ... --init c12-tiny-16k` copies the release into a weight-normed training codec, which must
+    # train (finite forward and gradients). The release before this one had an all-zero channel that broke this;
+    # tests/test_checkpoint.py keeps that case on a small model.
     from codec12.weights import copy_weights
 
     trainable = Codec.from_config(codec.config.with_norm("weight_norm"))
